@@ -1,0 +1,35 @@
+"""Data layer: sources → long-tailed splits → device-resident batches (no Optuna here)."""
+
+from hls_tune.data.loader import SAMPLERS, DeviceImages, augment_batch, class_probabilities
+from hls_tune.data.longtail import (
+    PROFILES,
+    SHOT_GROUPS,
+    LongTailData,
+    Splits,
+    build_longtail,
+    longtail_counts,
+    longtail_indices,
+    shot_groups,
+    stratified_split,
+)
+from hls_tune.data.sources import DATASETS, ImageSet, SourceData, load_source
+
+__all__ = [
+    "DATASETS",
+    "PROFILES",
+    "SAMPLERS",
+    "SHOT_GROUPS",
+    "DeviceImages",
+    "ImageSet",
+    "LongTailData",
+    "SourceData",
+    "Splits",
+    "augment_batch",
+    "build_longtail",
+    "class_probabilities",
+    "load_source",
+    "longtail_counts",
+    "longtail_indices",
+    "shot_groups",
+    "stratified_split",
+]

@@ -1,0 +1,1 @@
+"""DARTS search space: operations, cells, supernets and genotypes."""

@@ -1,0 +1,151 @@
+"""The search loop: every method runs, resume is exact, non-finite loss stops clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hls_tune import search
+from hls_tune.errors import ConfigError, NonFiniteLossError
+from hls_tune.schedules import HLSSchedule
+from hls_tune.settings import METHODS, DataConfig, SearchConfig
+
+TINY_DATA = DataConfig(dataset="digits", image_size=8, imbalance_ratio=10, val_fraction=0.15,
+                       many_above=30, few_below=10, max_per_class=60)
+
+
+def tiny_config(**overrides) -> SearchConfig:
+    values = dict(method="hls", data=TINY_DATA, channels=4, layers=3, epochs=2, batch_size=32,
+                  flip=False, crop_padding=1, device="cpu", alpha_lr=3e-3,
+                  schedule=HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2,
+                                       mix_form="cosine"))
+    return SearchConfig(**values | overrides)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return search.prepare_data(TINY_DATA)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
+    config = tiny_config(method=method, epochs=1)
+    seen = []
+    result = search.run(config, data=data, on_epoch=lambda m: seen.append(m) or True)
+    assert len(seen) == 1 and result.history == tuple(seen)
+    metrics = seen[0]
+    assert 0.0 <= metrics.val_accuracy <= 1.0 and metrics.train_loss > 0
+    assert len(metrics.val_per_class_accuracy) == data.num_classes
+    assert result.genotype == metrics.genotype
+    assert set(result.shot_accuracy) <= {"many", "medium", "few"}
+    assert result.test_accuracy is not None
+    if method in ("bbn_darts", "hls"):
+        assert metrics.mixing_ratio == pytest.approx(1.0)  # cosine μ at t = 0
+        assert set(metrics.alpha_lrs) == set(metrics.alphas) == {
+            "backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing"}
+        assert result.genotype.is_bbn
+    else:
+        assert metrics.mixing_ratio is None
+        assert set(metrics.alpha_lrs) == {"backbone_normal", "backbone_reduce"}
+        assert not result.genotype.is_bbn
+
+
+def test_hls_sets_each_group_learning_rate_from_the_schedule(data):
+    schedule = HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2, mix_form="parabolic")
+    config = tiny_config(epochs=2, schedule=schedule)
+    result = search.run(config, data=data)
+    second = result.history[1]
+    expected = config.schedule.alpha_lrs(config.alpha_lr, 0.5)
+    assert second.alpha_lrs == pytest.approx(expected)
+    # the conventional head follows μ and the re-balancing head 1 − μ
+    assert second.alpha_lrs["head_conventional"] != second.alpha_lrs["head_rebalancing"]
+
+
+def test_bbn_darts_uses_one_alpha_learning_rate_for_every_group(data):
+    result = search.run(tiny_config(method="bbn_darts", epochs=2), data=data)
+    for metrics in result.history:
+        assert set(metrics.alpha_lrs.values()) == {3e-3}
+
+
+def test_architecture_parameters_move_during_search(data):
+    result = search.run(tiny_config(epochs=1), data=data)
+    uniform = 1 / 8
+    probabilities = torch.tensor(result.history[0].alphas["backbone_normal"])
+    assert (probabilities - uniform).abs().max() > 1e-3
+
+
+def test_callback_returning_false_stops_the_run_without_touching_the_test_set(data):
+    result = search.run(tiny_config(epochs=3), data=data, on_epoch=lambda m: False)
+    assert len(result.history) == 1 and result.stopped_early
+    assert result.test_accuracy is None
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(data, tmp_path):
+    config = tiny_config(epochs=2)
+    straight = search.run(config, data=data)
+    ckpt = tmp_path / "search.pt"
+    first = search.run(config, data=data, on_epoch=lambda m: False, checkpoint=ckpt)
+    assert first.stopped_early and ckpt.exists()
+    resumed = search.run(config, data=data, checkpoint=ckpt)
+    assert resumed.resumed_from_epoch == 1
+    assert len(resumed.history) == 2
+    assert resumed.history[1].alphas == straight.history[1].alphas
+    assert resumed.history[1].train_loss == straight.history[1].train_loss
+    assert resumed.history[1].val_accuracy == straight.history[1].val_accuracy
+    assert resumed.genotype == straight.genotype
+    assert resumed.test_per_class_accuracy == straight.test_per_class_accuracy
+
+
+def test_a_checkpoint_from_other_settings_is_refused(data, tmp_path):
+    ckpt = tmp_path / "search.pt"
+    search.run(tiny_config(epochs=2), data=data, on_epoch=lambda m: False, checkpoint=ckpt)
+    with pytest.raises(ConfigError, match="different settings"):
+        search.run(tiny_config(epochs=2, alpha_lr=1e-3), data=data, checkpoint=ckpt)
+
+
+def test_checkpoint_loads_with_weights_only(data, tmp_path):
+    ckpt = tmp_path / "search.pt"
+    search.run(tiny_config(epochs=1), data=data, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 0 and len(state["history"]) == 1
+
+
+def test_non_finite_loss_stops_with_an_error_naming_epoch_and_step(data):
+    config = tiny_config(method="darts", epochs=1, weight_lr=1e30, weight_lr_min=1e30)
+    with pytest.raises(NonFiniteLossError) as caught:
+        search.run(config, data=data)
+    assert caught.value.epoch == 0
+    assert caught.value.step >= 1  # the first step's loss is computed before any update
+    assert f"epoch 0, step {caught.value.step}" in str(caught.value)
+
+
+def test_second_order_gives_a_different_alpha_update_than_first_order(data):
+    first = search.run(tiny_config(method="darts", epochs=1), data=data)
+    second = search.run(tiny_config(method="darts", epochs=1, second_order=True), data=data)
+    assert first.history[0].alphas != second.history[0].alphas
+    assert torch.isfinite(torch.tensor(second.history[0].alphas["backbone_normal"])).all()
+
+
+def test_reweighting_gives_rare_classes_larger_weights():
+    counts = torch.tensor([100, 10, 1])
+    for kind in ("inverse", "effective_number"):
+        weights = search.class_loss_weights(counts, kind, 0.999)
+        assert weights[0] < weights[1] < weights[2]
+        assert weights.mean() == pytest.approx(1.0)
+
+
+def test_device_auto_is_cpu_without_a_gpu_and_cuda_without_one_is_an_error():
+    if torch.cuda.is_available():
+        assert search.resolve_device("auto").type == "cuda"
+    else:
+        assert search.resolve_device("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            search.resolve_device("cuda:0")
+
+
+def test_search_config_round_trips_through_its_dict():
+    config = tiny_config(method="darts_reweight", second_order=True)
+    assert SearchConfig.from_dict(config.to_dict()) == config
+    assert dataclasses.replace(config, device="cuda").fingerprint() == config.fingerprint()
