@@ -120,7 +120,7 @@ def test_reduction_cells_halve_the_resolution():
     model = tiny(DartsSupernet)
     normal = model._cell_weights("backbone_normal")
     reduce = model._cell_weights("backbone_reduce")
-    s0, s1 = model.backbone(torch.randn(1, 3, 16, 16), normal, reduce)
+    _, s1 = model.backbone(torch.randn(1, 3, 16, 16), normal, reduce)
     assert s1.shape[-1] == 4  # two reductions: 16 → 8 → 4
 
 

@@ -1,0 +1,5 @@
+"""`python -m hls_tune` is the `hls-tune` command."""
+
+from hls_tune.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The Optuna objective: space → search.run → trial.report / should_prune / user attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hls_tune import search
+from hls_tune.config import StudyFile
+from hls_tune.errors import NonFiniteLossError
+from hls_tune.search import EpochMetrics, SearchResult
+from hls_tune.space import suggest
+from hls_tune.study import RETRIED_FROM_ATTR
+
+FAIL_REASON_ATTR = "fail_reason"
+RESUMED_ATTR = "resumed_from_epoch"
+
+EpochHook = Callable[[optuna.Trial, EpochMetrics], None]
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of arbitrary text (a study name is data, not a path)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "study"
+    return slug[:100]
+
+
+def original_trial_number(trial: optuna.Trial) -> int:
+    """The number of the first trial of this one's retry chain (itself when it is no retry).
+
+    Optuna's RetryFailedTrialCallback records it as the system attribute `failed_trial`.
+    """
+    frozen = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for candidate in frozen:
+        if candidate.number == trial.number:
+            return int(candidate.system_attrs.get(RETRIED_FROM_ATTR, trial.number))
+    return trial.number
+
+
+def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
+    """Per-epoch curves stored on a trial: metric values, μ and each group's α-LR."""
+    attrs: dict[str, Any] = {
+        "val_accuracy_per_epoch": [m.val_accuracy for m in history],
+        "val_balanced_accuracy_per_epoch": [m.val_balanced_accuracy for m in history],
+        "train_loss_per_epoch": [m.train_loss for m in history],
+        "mixing_ratio_per_epoch": [m.mixing_ratio for m in history],
+    }
+    if history:
+        for group in history[0].alpha_lrs:
+            attrs[f"alpha_lr_{group}_per_epoch"] = [m.alpha_lrs[group] for m in history]
+    return attrs
+
+
+def result_attrs(result: SearchResult) -> dict[str, Any]:
+    """What a finished trial stores: genotype, final metrics, shot accuracies, curves, time."""
+    return {
+        "genotype": result.genotype.to_dict(),
+        "metrics": result.metrics(),
+        "shot_accuracy": result.shot_accuracy,
+        "search_seconds": result.seconds,
+        "config": result.config.to_dict(),
+        "alpha_lr_b2": result.config.schedule.alpha_lr_b2,
+    } | history_attrs(result.history)
+
+
+class Objective:
+    """Runs one search per trial, reporting the study metric every epoch.
+
+    Args:
+        study_file: the study's stored file (fixed settings and space).
+        device: overrides the study file's device (auto, cpu, cuda, cuda:N).
+        checkpoint_dir: per-trial checkpoints live here (one file per original trial), so
+            a retried trial resumes where its crashed original stopped.
+        on_epoch: extra hook called after each epoch's report (progress bars, artifacts).
+    """
+
+    def __init__(
+        self,
+        study_file: StudyFile,
+        *,
+        device: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+        on_epoch: EpochHook | None = None,
+    ) -> None:
+        self.study_file = study_file
+        self.device = device
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.on_epoch = on_epoch
+        self.metric = study_file.study.metric
+
+    def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
+        """Where this trial's (or its original's) checkpoint lives."""
+        if self.checkpoint_dir is None:
+            return None
+        study = safe_name(trial.study.study_name)
+        return self.checkpoint_dir / study / f"trial-{original_trial_number(trial)}.pt"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config, _ = suggest(trial, self.study_file)
+        if self.device is not None:
+            config = dataclasses.replace(config, device=self.device)
+        data = search.prepare_data(config.data)
+        history: list[EpochMetrics] = []
+
+        def on_epoch(metrics: EpochMetrics) -> bool:
+            history.append(metrics)
+            trial.report(getattr(metrics, self.metric), metrics.epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, metrics)
+            return not trial.should_prune()
+
+        checkpoint = self.checkpoint_path(trial)
+        try:
+            result = search.run(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
+        except NonFiniteLossError as exc:
+            trial.set_user_attr(FAIL_REASON_ATTR, str(exc))
+            for key, value in history_attrs(history).items():
+                trial.set_user_attr(key, value)
+            raise
+        if result.resumed_from_epoch is not None:
+            trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
+        if result.stopped_early:
+            for key, value in history_attrs(result.history).items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("genotype", result.genotype.to_dict())
+            if checkpoint is not None:
+                checkpoint.unlink(missing_ok=True)
+            raise optuna.TrialPruned(f"pruned after epoch {len(result.history) - 1}")
+        for key, value in result_attrs(result).items():
+            trial.set_user_attr(key, value)
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        return float(getattr(result, self.metric))

@@ -1,0 +1,197 @@
+"""Studies in an Optuna storage: create once from a study file, load with its settings.
+
+The study file's text and hash are stored on the study (user attributes), so every worker,
+on any machine, runs the settings the study was created with, never a local copy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hls_tune.config import StudyFile, parse_study_text
+from hls_tune.errors import ConfigError, HlsTuneError
+from hls_tune.space import grid_search_space
+from hls_tune.storage import describe, open_storage
+
+STUDY_FILE_ATTR = "hls_tune:study_file"
+STUDY_HASH_ATTR = "hls_tune:sha256"
+RETRIED_FROM_ATTR = "failed_trial"  # set by optuna's RetryFailedTrialCallback
+
+
+def make_sampler(study_file: StudyFile) -> optuna.samplers.BaseSampler:
+    """The study file's sampler (TPE, random or grid) with its seed and options."""
+    settings = study_file.study.sampler
+    if settings.type == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    if settings.type == "grid":
+        return optuna.samplers.GridSampler(grid_search_space(study_file), seed=settings.seed)
+    return optuna.samplers.TPESampler(
+        seed=settings.seed,
+        multivariate=settings.multivariate,
+        group=settings.group and settings.multivariate,
+        n_startup_trials=settings.n_startup_trials,
+        constant_liar=settings.constant_liar,
+    )
+
+
+def make_pruner(study_file: StudyFile) -> optuna.pruners.BasePruner:
+    """The study file's pruner; `patience` wraps it in a PatientPruner."""
+    settings = study_file.study.pruner
+    args: dict[str, Any] = dict(settings.args)
+    pruner: optuna.pruners.BasePruner
+    if settings.type == "median":
+        pruner = optuna.pruners.MedianPruner(**args)
+    elif settings.type == "successive_halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(**args)
+    elif settings.type == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(**args)
+    else:
+        pruner = optuna.pruners.NopPruner()
+    if settings.patience is not None and settings.type != "none":
+        pruner = optuna.pruners.PatientPruner(
+            pruner, patience=settings.patience, min_delta=settings.min_delta
+        )
+    return pruner
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """Names of every study in the storage."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def _missing_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> ConfigError:
+    names = study_names(storage)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(repr(n) for n in names) or "none"
+    return ConfigError(
+        f"--study {name!r} does not exist in {describe(url)}{hint}; studies there: {known}."
+    )
+
+
+def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tuple[str, bool]:
+    """Creates the study (or finds an identical one).
+
+    Re-creating with the same file is a no-op; with a different file it is an error that
+    shows what differs and suggests a new name. Validation happened when `study_file`
+    was built, so nothing is written for a bad file.
+
+    Returns:
+        The study name and whether it was created now.
+    """
+    name = name or study_file.study.name
+    if not name.strip():
+        raise ConfigError(f"--name must be a non-empty string but got {name!r}.")
+    storage = open_storage(url, create=True)
+    if name in study_names(storage):
+        existing = optuna.load_study(study_name=name, storage=storage)
+        stored = existing.user_attrs.get(STUDY_FILE_ATTR)
+        if existing.user_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
+            return name, False
+        diff = "".join(
+            difflib.unified_diff(
+                (stored or "").splitlines(keepends=True),
+                study_file.text.splitlines(keepends=True),
+                "stored",
+                "given",
+                n=0,
+            )
+        )
+        suffix = 2
+        while f"{name}-{suffix}" in study_names(storage):
+            suffix += 1
+        raise ConfigError(
+            f"study {name!r} already exists with a different study file; "
+            f"create a new study instead, e.g. --name {name}-{suffix}. Differences:\n"
+            + diff.rstrip()
+        )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=study_file.study.direction,
+        sampler=make_sampler(study_file),
+    )
+    study.set_user_attr(STUDY_FILE_ATTR, study_file.text)
+    study.set_user_attr(STUDY_HASH_ATTR, study_file.sha256)
+    study.set_user_attr("hls_tune:metric", study_file.study.metric)
+    study.set_user_attr("hls_tune:n_trials", study_file.study.n_trials)
+    return name, True
+
+
+@dataclass
+class LoadedStudy:
+    """An Optuna study with the study file it was created from."""
+
+    study: optuna.Study
+    study_file: StudyFile
+
+
+def load_study(
+    url: str,
+    name: str,
+    *,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> LoadedStudy:
+    """Loads a study and its stored study file, with the file's sampler and pruner."""
+    storage = storage if storage is not None else open_storage(url)
+    if name not in study_names(storage):
+        raise _missing_study(storage, name, url)
+    bare = optuna.load_study(study_name=name, storage=storage)
+    text = bare.user_attrs.get(STUDY_FILE_ATTR)
+    if text is None:
+        raise HlsTuneError(
+            f"study {name!r} was not created by hls-tune (no stored study file); "
+            "create it with `hls-tune study create`."
+        )
+    study_file = parse_study_text(text, source=f"study {name!r}")
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(study_file),
+        pruner=make_pruner(study_file),
+    )
+    return LoadedStudy(study, study_file)
+
+
+def delete_study(url: str, name: str) -> None:
+    """Deletes a study and all its trials."""
+    storage = open_storage(url)
+    if name not in study_names(storage):
+        raise _missing_study(storage, name, url)
+    optuna.delete_study(study_name=name, storage=storage)
+
+
+def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that a retry trial has replaced."""
+    return {
+        t.system_attrs[RETRIED_FROM_ATTR] for t in trials if RETRIED_FROM_ATTR in t.system_attrs
+    }
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count against the global budget: finished, running or waiting, and
+    failed ones that no retry replaced (a diverged run counts; a crashed one is retried)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    return sum(1 for t in trials if t.state != TrialState.FAIL or t.number not in retried)
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Number of trials per state name (complete, pruned, fail, running, waiting)."""
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] += 1
+    return counts
+
+
+def ranked_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
+    """The best `top_k` COMPLETE trials, best first (ties: lower trial number first)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    key = (lambda t: (-t.value, t.number)) if reverse else (lambda t: (t.value, t.number))
+    return sorted(complete, key=key)[:top_k]

@@ -1,0 +1,100 @@
+"""Helpers shared by the tests: a tiny study file and running the real `hls-tune` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TINY_STUDY = """
+[study]
+name = "{name}"
+n_trials = {n_trials}
+[study.sampler]
+type = "random"
+seed = 0
+[study.pruner]
+type = "{pruner}"
+
+[data]
+dataset = "digits"
+image_size = 8
+imbalance_ratio = 10
+val_fraction = 0.15
+max_per_class = 30
+many_above = 20
+few_below = 8
+
+[engine]
+method = "hls"
+channels = 4
+layers = 3
+epochs = {epochs}
+batch_size = 32
+flip = false
+crop_padding = 1
+weight_lr = 0.1
+device = "cpu"
+
+[space]
+alpha_lr = {{ low = 1e-4, high = 1e-2, log = true, default = 3e-3 }}
+alpha_lr_shape = ["constant", "step", "cosine", "warmup_hold_decay"]
+alpha_lr_b1 = {{ low = 0.0, high = 1.0 }}
+alpha_lr_span = {{ low = 0.0, high = 1.0 }}
+alpha_lr_floor = {{ low = 0.0, high = 1.0 }}
+coupling = ["mixing", "none", "backbone_max"]
+mix_form = ["parabolic", "cosine", "sigmoid", "constant"]
+mix_steepness = {{ low = 1.0, high = 20.0 }}
+mix_constant = {{ low = 0.0, high = 1.0 }}
+"""
+
+
+def write_study(
+    path: Path,
+    *,
+    name: str = "tiny",
+    n_trials: int = 2,
+    epochs: int = 2,
+    pruner: str = "none",
+    extra: str = "",
+) -> Path:
+    """Writes a tiny study file (digits, C=4, L=3, one step per epoch)."""
+    path.write_text(
+        TINY_STUDY.format(name=name, n_trials=n_trials, epochs=epochs, pruner=pruner) + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a real `hls-tune` process: one torch thread, no stray storage."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HLS_TUNE_STORAGE", "OPTUNA_STORAGE")}
+    return env | {"OMP_NUM_THREADS": "1", "HLS_TUNE_THREADS": "1", "PYTHONUNBUFFERED": "1"} | extra
+
+
+def hls_tune(
+    *args: str, cwd: Path | None = None, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """Runs `python -m hls_tune ARGS` as a real process and captures its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "hls_tune", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=cli_env(**env),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_hls_tune(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen:
+    """Starts `python -m hls_tune ARGS` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hls_tune", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env=cli_env(**env),
+    )
