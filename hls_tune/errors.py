@@ -26,3 +26,12 @@ class NonFiniteLossError(HlsTuneError, FloatingPointError):
         self.epoch = epoch
         self.step = step
         self.value = value
+
+
+class SearchInterrupted(HlsTuneError):
+    """The search was asked to stop (a signal); the last epoch checkpoint is what resumes."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"search interrupted at epoch {epoch}, step {step}")
+        self.epoch = epoch
+        self.step = step

@@ -53,7 +53,12 @@ def cpu_slots(n: int) -> list[Slot]:
 
 
 def _worker_command(
-    url: str, study: str, slot: Slot, n_trials: int | None, checkpoint_dir: str | None
+    url: str,
+    study: str,
+    slot: Slot,
+    n_trials: int | None,
+    checkpoint_dir: str | None,
+    artifacts: str | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -70,6 +75,7 @@ def _worker_command(
         command += ["--n-trials", str(n_trials)]
     if checkpoint_dir is not None:
         command += ["--checkpoint-dir", checkpoint_dir]
+    command += ["--artifacts", artifacts] if artifacts is not None else ["--no-artifacts"]
     return command
 
 
@@ -100,6 +106,7 @@ def launch(
     *,
     n_trials: int | None = None,
     checkpoint_dir: str | None = None,
+    artifacts: str | None = None,
     max_restarts: int = 3,
     grace_seconds: float = 60.0,
     poll_seconds: float = 5.0,
@@ -113,6 +120,7 @@ def launch(
         slots: worker slots.
         n_trials: trials this launch finishes in total, split across the slots.
         checkpoint_dir: shared checkpoint directory.
+        artifacts: shared artifact directory for the trials' figures (None: no artifacts).
         max_restarts: restarts per slot of a worker that died.
         grace_seconds: how long to wait for workers after forwarding a signal.
         poll_seconds: how often the aggregate progress line is printed.
@@ -137,7 +145,7 @@ def launch(
         if shares[i] == 0:
             return
         proc = subprocess.Popen(
-            _worker_command(url, study_name, slots[i], shares[i], checkpoint_dir),
+            _worker_command(url, study_name, slots[i], shares[i], checkpoint_dir, artifacts),
             env=env_base | slots[i].env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -158,7 +166,8 @@ def launch(
     try:
         for i in range(len(slots)):
             start(i)
-        last_poll = time.monotonic()
+        last_poll = last_said = time.monotonic()
+        last_line = ""
         while procs:
             time.sleep(0.2)
             for i, proc in list(procs.items()):
@@ -188,7 +197,10 @@ def launch(
                 break
             if time.monotonic() - last_poll >= poll_seconds:
                 last_poll = time.monotonic()
-                say(progress_line(study, budget))
+                line = progress_line(study, budget)
+                if line != last_line or time.monotonic() - last_said >= 10 * poll_seconds:
+                    say(line)
+                    last_line, last_said = line, time.monotonic()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
