@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 
 from hls_tune import search
 from hls_tune.config import StudyFile
-from hls_tune.errors import NonFiniteLossError
+from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
 from hls_tune.search import EpochMetrics, SearchResult
 from hls_tune.space import suggest
 from hls_tune.study import RETRIED_FROM_ATTR
@@ -21,6 +22,20 @@ FAIL_REASON_ATTR = "fail_reason"
 RESUMED_ATTR = "resumed_from_epoch"
 
 EpochHook = Callable[[optuna.Trial, EpochMetrics], None]
+
+
+class TrialOutOfMemory(HlsTuneError):
+    """The trial's search did not fit in device memory; the trial fails, the worker goes on."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's "can't allocate memory"."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in message or "not enough memory" in message
+    )
 
 
 def safe_name(text: str) -> str:
@@ -76,6 +91,10 @@ class Objective:
         checkpoint_dir: per-trial checkpoints live here (one file per original trial), so
             a retried trial resumes where its crashed original stopped.
         on_epoch: extra hook called after each epoch's report (progress bars, artifacts).
+        should_stop: polled before every search step; True interrupts the trial
+            (SearchInterrupted) so that the worker can hand it back for a retry.
+        artifact_store: an Optuna artifact store; when given, every trial that completes,
+            is pruned or diverges uploads its figures and a dashboard note (`report.py`).
     """
 
     def __init__(
@@ -85,7 +104,12 @@ class Objective:
         device: str | None = None,
         checkpoint_dir: str | Path | None = None,
         on_epoch: EpochHook | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        artifact_store: Any | None = None,
     ) -> None:
+        self.artifact_store = artifact_store
+        self.should_stop = should_stop
+        self.on_start: Callable[[int], None] | None = None
         self.study_file = study_file
         self.device = device
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -100,6 +124,10 @@ class Objective:
         return self.checkpoint_dir / study / f"trial-{original_trial_number(trial)}.pt"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.on_start is not None:
+            self.on_start(trial.number)
+        if trial.user_attrs.get(FAIL_REASON_ATTR) is not None:
+            trial.set_user_attr(FAIL_REASON_ATTR, None)  # inherited from the retried original
         config, _ = suggest(trial, self.study_file)
         if self.device is not None:
             config = dataclasses.replace(config, device=self.device)
@@ -113,14 +141,37 @@ class Objective:
                 self.on_epoch(trial, metrics)
             return not trial.should_prune()
 
+        def on_resume(restored: list[EpochMetrics]) -> None:
+            # The retried trial re-reports what its crashed original had measured.
+            history.extend(restored)
+            for metrics in restored:
+                trial.report(getattr(metrics, self.metric), metrics.epoch)
+
         checkpoint = self.checkpoint_path(trial)
         try:
-            result = search.run(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
+            result = search.run(
+                config,
+                data=data,
+                on_epoch=on_epoch,
+                checkpoint=checkpoint,
+                on_resume=on_resume,
+                should_stop=self.should_stop,
+            )
         except NonFiniteLossError as exc:
-            trial.set_user_attr(FAIL_REASON_ATTR, str(exc))
-            for key, value in history_attrs(history).items():
-                trial.set_user_attr(key, value)
+            self._record_failure(trial, str(exc), history)
+            self._upload_artifacts(trial, config, history, "fail", reason=str(exc))
             raise
+        except SearchInterrupted as exc:
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{exc} by a signal; handed back for a retry")
+            raise
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            reason = f"out of memory on {config.device}: {str(exc).splitlines()[0]}"
+            self._record_failure(trial, reason, history)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise TrialOutOfMemory(reason) from None
         if result.resumed_from_epoch is not None:
             trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
         if result.stopped_early:
@@ -129,9 +180,45 @@ class Objective:
             trial.set_user_attr("genotype", result.genotype.to_dict())
             if checkpoint is not None:
                 checkpoint.unlink(missing_ok=True)
-            raise optuna.TrialPruned(f"pruned after epoch {len(result.history) - 1}")
+            reason = f"pruned after epoch {len(result.history) - 1}"
+            self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
+            raise optuna.TrialPruned(reason)
         for key, value in result_attrs(result).items():
             trial.set_user_attr(key, value)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
+        self._upload_artifacts(trial, config, result.history, "complete", result.metrics())
         return float(getattr(result, self.metric))
+
+    def _upload_artifacts(
+        self,
+        trial: optuna.Trial,
+        config: Any,
+        history: Any,
+        state: str,
+        metrics: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Figures and a note for the dashboard, while the trial still runs (never raises)."""
+        if self.artifact_store is None:
+            return
+        from hls_tune.report import upload_trial_artifacts
+
+        data = search.prepare_data(config.data)  # cached: the data this trial searched on
+        upload_trial_artifacts(
+            trial,
+            self.artifact_store,
+            config,
+            history,
+            state=state,
+            shot_group=data.shot_group,
+            train_counts=data.train_counts,
+            metrics=metrics,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _record_failure(trial: optuna.Trial, reason: str, history: list[EpochMetrics]) -> None:
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        for key, value in history_attrs(history).items():
+            trial.set_user_attr(key, value)

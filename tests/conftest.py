@@ -294,3 +294,20 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# artifacts
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _artifacts_outside_the_repository(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Workers started without --artifacts write their figures to ./artifacts by default;
+    in the tests that default points into the session's temporary directory instead."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HLS_TUNE_ARTIFACTS", str(tmp_path_factory.mktemp("default-artifacts")))
+    yield
+    patch.undo()
