@@ -124,7 +124,7 @@ def search(
         f" C={config.channels} L={config.layers}, {config.epochs} epochs",
         err=True,
     )
-    bar, advance = epoch_progress(config.epochs, "search")
+    bar, advance = epoch_progress(config.total_epochs, "search")
 
     def on_epoch(metrics: Any) -> bool:
         advance(metrics)
@@ -165,6 +165,30 @@ def _storage_url(value: str | None) -> str:
     from hls_tune.storage import resolve_storage_url
 
     return resolve_storage_url(value)
+
+
+ARTIFACTS_HELP = (
+    "Directory of the trials' artifacts (figures, genotype tables, shown by the dashboard), "
+    "shared by the workers and the dashboard. Default: $HLS_TUNE_ARTIFACTS, then ./artifacts."
+)
+
+
+def artifacts_option(func: Callable) -> Callable:
+    """The --artifacts DIR option of the worker, launch and dashboard commands."""
+    return click.option("--artifacts", default=None, metavar="DIR", help=ARTIFACTS_HELP)(func)
+
+
+def no_artifacts_option(func: Callable) -> Callable:
+    """The --no-artifacts flag of the commands that run trials."""
+    return click.option(
+        "--no-artifacts", is_flag=True, help="Write no per-trial figures or notes."
+    )(func)
+
+
+def _artifacts_dir(value: str | None) -> str:
+    from hls_tune.artifacts import artifacts_dir
+
+    return str(artifacts_dir(value))
 
 
 @cli.group()
@@ -314,6 +338,31 @@ def study_delete(name: str, storage: str | None, yes: bool) -> None:
     help="Per-trial checkpoints (shared by all workers of the study).",
 )
 @click.option("--progress/--no-progress", default=True, help="A progress bar per trial.")
+@artifacts_option
+@no_artifacts_option
+@click.option(
+    "--heartbeat-interval",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    envvar="HLS_TUNE_HEARTBEAT_INTERVAL",
+    help="Seconds between heartbeats of the running trial (SQLite, PostgreSQL).",
+)
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="HLS_TUNE_GRACE_PERIOD",
+    help="Seconds without a heartbeat before a trial's worker counts as dead "
+    "[default: 3 x heartbeat interval].",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="How often a dead or interrupted trial is re-queued.",
+)
 def worker(
     study_name: str,
     storage: str | None,
@@ -321,8 +370,17 @@ def worker(
     device: str | None,
     checkpoint_dir: str,
     progress: bool,
+    artifacts: str | None,
+    no_artifacts: bool,
+    heartbeat_interval: int,
+    grace_period: int | None,
+    max_retries: int,
 ) -> None:
-    """Run trials of a study; settings come from the storage, not a local file."""
+    """Run trials of a study; settings come from the storage, not a local file.
+
+    A trial whose worker dies is re-queued by the next worker and resumes from its last
+    epoch checkpoint; SIGTERM/SIGINT hand the running trial back the same way.
+    """
     from hls_tune.worker import run_worker
 
     if device is not None:
@@ -336,6 +394,10 @@ def worker(
         device=device,
         checkpoint_dir=checkpoint_dir,
         progress=progress,
+        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        max_retries=max_retries,
     )
 
 
@@ -401,6 +463,8 @@ def export(
     envvar="HLS_TUNE_CHECKPOINT_DIR",
     help="Shared per-trial checkpoints.",
 )
+@artifacts_option
+@no_artifacts_option
 @click.option(
     "--max-restarts",
     type=click.IntRange(min=0),
@@ -423,6 +487,8 @@ def launch(
     cpus: int | None,
     n_trials: int | None,
     checkpoint_dir: str,
+    artifacts: str | None,
+    no_artifacts: bool,
     max_restarts: int,
     grace: float,
 ) -> None:
@@ -447,6 +513,7 @@ def launch(
         slots,
         n_trials=n_trials,
         checkpoint_dir=checkpoint_dir,
+        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
         max_restarts=max_restarts,
         grace_seconds=grace,
     )
@@ -460,7 +527,7 @@ def launch(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("hls-tune-demo"),
     show_default=True,
-    help="Where the demo's study database, checkpoints and genotypes go.",
+    help="Where the demo's study database, checkpoints, artifacts and genotypes go.",
 )
 @click.option(
     "--workers",
@@ -493,6 +560,7 @@ def demo(directory: Path, workers: int) -> None:
         name,
         cpu_slots(workers),
         checkpoint_dir=str(directory / "checkpoints"),
+        artifacts=str((directory / "artifacts").absolute()),
         poll_seconds=15.0,
     )
     if code:
@@ -505,7 +573,8 @@ def demo(directory: Path, workers: int) -> None:
         click.echo(f"genotype: {item.path}")
     click.echo("next:")
     click.echo(f"  hls-tune study show {name} --storage {url}")
-    click.echo(f"  hls-tune dashboard --storage {url}")
+    click.echo(f"  hls-tune dashboard --storage {url} --artifacts {directory / 'artifacts'}")
+    click.echo(f"  hls-tune report --study {name} --storage {url} --out {directory / 'report'}")
     click.echo(f"  hls-tune export --study {name} --storage {url} --top-k 3 --out genotypes/")
 
 
@@ -518,12 +587,14 @@ def demo(directory: Path, workers: int) -> None:
     help="Address to bind; anything but loopback exposes the study.",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-def dashboard(storage: str | None, host: str, port: int) -> None:
-    """Serve optuna-dashboard on the study storage."""
+@artifacts_option
+def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) -> None:
+    """Serve optuna-dashboard on the study storage, with the trials' artifacts."""
     import ipaddress
 
     from optuna_dashboard import run_server
 
+    from hls_tune.artifacts import open_artifact_store
     from hls_tune.storage import describe, open_storage
 
     url = _storage_url(storage)
@@ -538,8 +609,283 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
             "studies (optuna-dashboard has no authentication)",
             err=True,
         )
-    click.echo(f"optuna-dashboard on {describe(url)} at http://{host}:{port}/", err=True)
-    run_server(storage_obj, host=host, port=port)
+    artifact_dir = _artifacts_dir(artifacts)
+    click.echo(
+        f"optuna-dashboard on {describe(url)} (artifacts in {artifact_dir}) "
+        f"at http://{host}:{port}/",
+        err=True,
+    )
+    store = open_artifact_store(artifact_dir)
+    try:
+        run_server(storage_obj, host=host, port=port, artifact_store=store)
+    except OSError as error:  # address in use, or not an address of this machine
+        raise HlsTuneError(f"cannot serve on {host}:{port}: {error}") from None
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for report.html (images embedded) and its PNG files.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many of the best trials get their cell diagrams in the report.",
+)
+def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
+    """Write a study report: a self-contained HTML page and PNG figures."""
+    from hls_tune.report import write_report
+    from hls_tune.study import load_study
+
+    loaded = load_study(_storage_url(storage), study_name)
+    page = write_report(loaded.study, out, top_k=top_k)
+    images = sorted(out.glob("*.png"))
+    click.echo(f"wrote {page} and {len(images)} PNG files in {out}")
+
+
+@cli.command()
+@click.argument("genotype")
+@click.option(
+    "--study-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Take the data settings from this study file's [data] table.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["digits", "cifar10", "cifar100", "imagefolder"]),
+    default=None,
+    help="Dataset (default: digits, or the study file's).",
+)
+@click.option("--root", default=None, help="Dataset directory (not needed for digits).")
+@click.option(
+    "--imbalance-ratio",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="n_max / n_min of the long-tailed training set (default 10).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["exponential", "step", "none"]),
+    default=None,
+    help="Long-tail profile (default exponential).",
+)
+@click.option(
+    "--image-size", type=click.IntRange(min=4), default=None, help="Resize images to this side."
+)
+@click.option(
+    "--max-per-class",
+    type=click.IntRange(min=3),
+    default=None,
+    help="Cap on the head class's image count.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.0, 0.9),
+    default=None,
+    help="Share of each class held out and evaluated every epoch (0 trains on all).",
+)
+@click.option("--download", is_flag=True, default=None, help="Download CIFAR when missing.")
+@click.option(
+    "--bbn/--plain",
+    default=None,
+    help="Bilateral-branch network or the plain DARTS network "
+    "(default: BBN for a genotype with head cells).",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=600, show_default=True, help="Epochs."
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(min=1),
+    default=36,
+    show_default=True,
+    help="C, channels of the first cells.",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="L, cells (reductions at L//3 and 2L//3).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=96,
+    show_default=True,
+    help="Images per step (per branch for BBN).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=0.025,
+    show_default=True,
+    help="Initial SGD learning rate, cosine-annealed to 0.",
+)
+@click.option(
+    "--cutout",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cutout side in pixels (default: half the image side, 16 on 32×32; 0 = off).",
+)
+@click.option(
+    "--drop-path",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Final drop-path probability (grows linearly from 0).",
+)
+@click.option(
+    "--auxiliary-weight",
+    type=click.FloatRange(min=0.0),
+    default=0.4,
+    show_default=True,
+    help="Weight of the auxiliary head's loss (0 = no auxiliary head).",
+)
+@click.option(
+    "--mix-form",
+    default="parabolic",
+    show_default=True,
+    help="BBN mixing-ratio form: parabolic, linear, cosine, sigmoid, step, constant, "
+    "parabolic_increment.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of weights and sampling."
+)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for checkpoint.pt (resumed when present), metrics.json, genotype.json.",
+)
+def train(genotype: str, study_file: Path | None, **options: Any) -> None:
+    """Train GENOTYPE from scratch and report long-tailed test metrics.
+
+    GENOTYPE is a JSON file (a genotype, or a record written by `hls-tune export`) or a
+    built-in name: darts_v1, darts_v2, pc_darts.
+    """
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from hls_tune import train as engine
+    from hls_tune.settings import DataConfig
+
+    cells = engine.load_genotype(genotype)  # a bad genotype stops here, before any data
+    data = DataConfig()
+    if study_file is not None:
+        from hls_tune.config import load_study_file
+
+        data = load_study_file(study_file).default_config().data
+    data_keys = (
+        "dataset",
+        "root",
+        "imbalance_ratio",
+        "profile",
+        "image_size",
+        "max_per_class",
+        "val_fraction",
+        "download",
+    )
+    overrides = {k: options.pop(k) for k in data_keys}
+    data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
+    bbn = options.pop("bbn")
+    out: Path | None = options.pop("out")
+    config = engine.TrainConfig(data=data, bbn=cells.is_bbn if bbn is None else bbn, **options)
+    prepared = engine.prepare_data(config.data)  # data errors surface before training starts
+    crop, flip, cutout = config.augmentation(prepared.image_size)
+    click.echo(
+        f"train: {'BBN' if config.bbn else 'plain'} network of {genotype} on {data.dataset} "
+        f"(IR {data.imbalance_ratio:g}), C={config.channels} L={config.layers}, "
+        f"{config.epochs} epochs, crop {crop} flip {flip} cutout {cutout}",
+        err=True,
+    )
+    bar = tqdm(total=config.epochs, desc="train", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def on_epoch(record: Any) -> bool:
+        if bar.n == 0 and record.epoch > 0:
+            bar.update(record.epoch)  # resumed
+        bar.update(1)
+        postfix = {"loss": f"{record.train_loss:.3f}"}
+        if record.val_accuracy is not None:
+            postfix["val"] = f"{record.val_accuracy:.3f}"
+        bar.set_postfix(postfix)
+        return True
+
+    with bar:
+        result = engine.train(cells, config, on_epoch, data=prepared, out=out)
+    shots = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.shot_accuracy.items()))
+    click.echo(
+        f"test accuracy {result.test_accuracy:.4f} (balanced {result.test_balanced_accuracy:.4f};"
+        f" {shots}); {result.params / 1e6:.3f} M params, "
+        f"{result.multiply_adds / 1e6:.2f} M multiply-adds, {result.seconds:.0f} s"
+    )
+    if out is not None:
+        click.echo(f"wrote {out / 'metrics.json'} and {out / engine.CHECKPOINT_NAME}")
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the table (markdown) to this file.",
+)
+def compare(study_name: str, storage: str | None, out: Path | None) -> None:
+    """Compare methods: mean ± std over seeds per method and imbalance ratio."""
+    from hls_tune.compare import compare_study
+    from hls_tune.study import load_study
+
+    loaded = load_study(_storage_url(storage), study_name)
+    table = compare_study(
+        loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()
+    )
+    if not table.rows:
+        raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
+    text = table.markdown()
+    click.echo(text, nl=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+@cli.command("storage-proxy")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; workers on other machines need a reachable one.")
+@click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True)
+def storage_proxy(storage: str | None, host: str, port: int) -> None:
+    """Serve the storage through Optuna's gRPC proxy (workers use grpc://HOST:PORT).
+
+    For hundreds of workers: the proxy holds the database connections, so the database
+    sees one client instead of one per worker.
+    """
+    try:
+        import grpc  # noqa: F401
+        from optuna.storages import run_grpc_proxy_server
+    except ImportError:
+        raise HlsTuneError(
+            "the gRPC storage proxy needs grpcio: pip install 'hls-tune[proxy]'"
+        ) from None
+    from hls_tune.storage import describe, open_storage
+
+    url = _storage_url(storage)
+    if url.startswith("grpc"):
+        raise ConfigError(f"--storage must be a database, not another proxy, but got {url!r}.")
+    storage_obj = open_storage(url)
+    click.echo(f"gRPC storage proxy for {describe(url)} on grpc://{host}:{port}", err=True)
+    run_grpc_proxy_server(storage_obj, host=host, port=port)
 
 
 def main() -> None:
