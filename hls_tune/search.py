@@ -22,7 +22,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from hls_tune.data import DeviceImages, LongTailData, build_longtail, load_source
-from hls_tune.errors import ConfigError, NonFiniteLossError
+from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
+from hls_tune.nas.fused import (
+    FusedBbnDartsSupernet,
+    FusedDartsSupernet,
+    amp_dtype,
+    autocast,
+    compile_cells,
+)
 from hls_tune.nas.genotype import Genotype
 from hls_tune.nas.supernet import BbnDartsSupernet, DartsSupernet, Supernet
 from hls_tune.schedules import ALPHA_GROUPS
@@ -164,7 +171,8 @@ def prepare_data(data: DataConfig) -> LongTailData:
 
 
 def build_supernet(config: SearchConfig, in_channels: int, num_classes: int) -> Supernet:
-    """The supernet for the config's method (BBN for bbn_darts and hls, plain otherwise)."""
+    """The supernet for the config's method (BBN for bbn_darts and hls, plain otherwise);
+    the fused implementation when `config.fused`, else the per-op reference."""
     common = dict(
         in_channels=in_channels,
         num_classes=num_classes,
@@ -174,8 +182,9 @@ def build_supernet(config: SearchConfig, in_channels: int, num_classes: int) -> 
         partial_channels=config.partial_channels,
     )
     if config.is_bbn:
-        return BbnDartsSupernet(**common, head_cells=config.head_cells)
-    return DartsSupernet(**common)
+        bbn = FusedBbnDartsSupernet if config.fused else BbnDartsSupernet
+        return bbn(**common, head_cells=config.head_cells)
+    return (FusedDartsSupernet if config.fused else DartsSupernet)(**common)
 
 
 def class_loss_weights(train_counts: torch.Tensor, kind: str, beta: float) -> torch.Tensor:
@@ -315,11 +324,17 @@ class _Search:
     """The state of one running search; `run` is its only user."""
 
     def __init__(self, config: SearchConfig, data: LongTailData, device: torch.device) -> None:
+        self.should_stop: Callable[[], bool] | None = None
         self.config = config
         self.data = data
         self.device = device
         torch.manual_seed(config.seed)
         self.model = build_supernet(config, data.in_channels, data.num_classes).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if config.compile and device.type == "cuda":
+            compile_cells(self.model)
+        self.amp_dtype = amp_dtype(config.amp, device)
         self.groups = tuple(g for g in ALPHA_GROUPS if g in self.model.group_names)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
@@ -391,12 +406,13 @@ class _Search:
     # --- steps ---------------------------------------------------------------------------
     def alpha_step(self, batch: Any, weight_batch: Any, mixing_ratio: float | None) -> None:
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        if self.config.second_order:
-            grads = self._unrolled_alpha_grads(batch, weight_batch, mixing_ratio)
-        else:
-            loss, _ = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
-            # Only α gradients: the weight gradients of this pass are never used.
-            grads = torch.autograd.grad(loss, self.arch_params)
+        with autocast(self.device, self.amp_dtype):
+            if self.config.second_order:
+                grads = self._unrolled_alpha_grads(batch, weight_batch, mixing_ratio)
+            else:
+                loss, _ = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
+                # Only α gradients: the weight gradients of this pass are never used.
+                grads = torch.autograd.grad(loss, self.arch_params)
         for param, grad in zip(self.arch_params, grads, strict=True):
             param.grad = grad
         self.alpha_optimizer.step()
@@ -446,7 +462,8 @@ class _Search:
         self, batch: Any, mixing_ratio: float | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
-        loss, accuracy = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
+        with autocast(self.device, self.amp_dtype):
+            loss, accuracy = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
         loss.backward(inputs=self.weight_params)
         nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
         self.weight_optimizer.step()
@@ -467,6 +484,8 @@ class _Search:
             lrs = alpha_learning_rates(config, progress, self.groups)
             for group in self.alpha_optimizer.param_groups:
                 group["lr"] = lrs[group["name"]]
+            if self.should_stop is not None and self.should_stop():
+                raise SearchInterrupted(epoch, step)
             weight_batch = self.weight_batches.next()
             self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
             losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
@@ -533,6 +552,8 @@ def run(
     data: LongTailData | None = None,
     on_epoch: EpochCallback | None = None,
     checkpoint: str | Path | None = None,
+    on_resume: Callable[[list[EpochMetrics]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SearchResult:
     """Runs one search and returns the derived genotype and its metrics.
 
@@ -542,9 +563,14 @@ def run(
         on_epoch: called after every epoch with its metrics; returning False stops the run
             (the checkpoint of that epoch is already written).
         checkpoint: file to write after every epoch; when it exists the run resumes from it.
+        on_resume: called once with the restored epochs' metrics when resuming, so a caller
+            can re-report what an interrupted run had already measured.
+        should_stop: polled before every step (no device synchronisation); when it returns
+            True the run raises SearchInterrupted and the last epoch checkpoint stands.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
+        SearchInterrupted: `should_stop` asked the run to stop.
         ConfigError: bad settings, data, or a checkpoint from a different configuration.
 
     Example:
@@ -554,15 +580,29 @@ def run(
         >>> result = run(cfg)  # doctest: +SKIP
         >>> result.genotype.normal[:2]  # doctest: +SKIP
     """
+    if config.method == "adapt_head":  # a source search, then head retraining (SPEC §5)
+        from hls_tune import adapt
+
+        return adapt.run(
+            config,
+            data=data,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+            on_resume=on_resume,
+            should_stop=should_stop,
+        )
     device = resolve_device(config.device)
     data = data if data is not None else prepare_data(config.data)
     search = _Search(config, data, device)
+    search.should_stop = should_stop
     start_epoch, history, elapsed = 0, [], 0.0
     checkpoint_path = Path(checkpoint) if checkpoint is not None else None
     resumed_from = None
     if checkpoint_path is not None and checkpoint_path.exists():
         start_epoch, history, elapsed = search.load(load_checkpoint(checkpoint_path))
         resumed_from = start_epoch
+        if on_resume is not None:
+            on_resume(list(history))
     stopped = False
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()

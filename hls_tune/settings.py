@@ -16,9 +16,12 @@ from typing import Any
 from hls_tune.errors import ConfigError
 from hls_tune.schedules import HLSSchedule
 
-METHODS = ("darts", "darts_resample", "darts_reweight", "bbn_darts", "hls")
+METHODS = ("darts", "darts_resample", "darts_reweight", "bbn_darts", "hls", "adapt_head")
 BBN_METHODS = frozenset({"bbn_darts", "hls"})
 REWEIGHTS = ("inverse", "effective_number")
+# adapt_head's source: "balanced" (the balanced version of data.dataset) or a dataset name.
+SOURCE_DATASETS = ("balanced", "digits", "cifar10", "cifar100", "imagefolder")
+AMP_MODES = ("auto", "bf16", "off")
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 
 
@@ -122,7 +125,7 @@ class SearchConfig:
     """Everything one BBN-DARTS / DARTS search needs. Defaults are the DARTS CIFAR-10 recipe.
 
     Args:
-        method: darts, darts_resample, darts_reweight, bbn_darts or hls (SPEC §6).
+        method: darts, darts_resample, darts_reweight, bbn_darts, hls or adapt_head (SPEC §6).
         data: the data settings.
         schedule: the HLS schedule (α-LR shape, breakpoints, floor, coupling, μ form).
             `hls` uses all of it; `bbn_darts` only its mixing form (one constant α learning
@@ -133,18 +136,31 @@ class SearchConfig:
         nodes: intermediate nodes per cell.
         head_cells: searched cells in each BBN head stage.
         partial_channels: PC-DARTS K (1 = off).
-        epochs: search epochs.
+        epochs: search epochs (adapt_head: epochs of the supernet search on the source).
         batch_size: images per step and per branch.
         weight_lr: initial SGD learning rate of the weights (cosine to weight_lr_min).
         second_order: use the unrolled (second-order) α gradient.
-        reweight: class weights for darts_reweight: inverse frequency or effective number.
+        reweight: class weights of darts_reweight's loss and of adapt_head's head retraining:
+            inverse frequency or effective number.
         reweight_beta: β of the effective number (1 − β)/(1 − β^n).
+        source_dataset: adapt_head's balanced source: "balanced" (data.dataset with every
+            class at the head count, the target's validation and test images left out) or
+            another dataset name (made balanced the same way).
+        source_root: root of another source dataset (default: data.root).
+        head_epochs: adapt_head's epochs of linear-head retraining on the long-tailed target,
+            after the `epochs` of source search (the run reports epochs + head_epochs).
         crop_padding: random-crop padding of the training augmentation (0 = no crop).
         flip: random horizontal flips (turn off for digits and text-like data).
         cutout: side of the cutout square (0 = off).
         seed: seed of the weights, α initialisation, sampling and augmentation.
         device: auto, cpu, cuda or cuda:N.
         eval_batch_size: batch size of validation and test passes.
+        fused: use the fused supernet (same parameters and mathematics, faster; see
+            docs/performance.md); False runs the per-op reference supernet.
+        channels_last: keep activations in channels_last memory format.
+        amp: autocast dtype of the training steps: auto (bf16 on CUDA, off elsewhere),
+            bf16 or off.
+        compile: torch.compile each search cell (CUDA only; ignored on CPU).
     """
 
     method: str = "hls"
@@ -168,16 +184,36 @@ class SearchConfig:
     second_order: bool = False
     reweight: str = "inverse"
     reweight_beta: float = 0.9999
+    source_dataset: str = "balanced"
+    source_root: str | None = None
+    head_epochs: int = 10
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 256
+    fused: bool = False
+    channels_last: bool = True
+    amp: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
+        check_choice("amp", self.amp, AMP_MODES)
+        for key in ("fused", "channels_last", "compile"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be a boolean but got {getattr(self, key)!r}.")
         check_choice("reweight", self.reweight, REWEIGHTS)
+        check_choice("source_dataset", self.source_dataset, SOURCE_DATASETS)
+        check_range("head_epochs", self.head_epochs, 1)
+        if self.source_dataset not in ("balanced", "digits") and not (
+            self.source_root or self.data.root
+        ):
+            raise ConfigError(
+                f"source_root is required for source_dataset = {self.source_dataset!r} "
+                "(or set data.root)."
+            )
         check_range("alpha_lr", self.alpha_lr, 0.0)
         check_range("weight_lr", self.weight_lr, 0.0, low_open=True)
         check_range("weight_lr_min", self.weight_lr_min, 0.0, self.weight_lr)
@@ -212,6 +248,11 @@ class SearchConfig:
         """Whether the method uses the bilateral-branch supernet."""
         return self.method in BBN_METHODS
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the run reports: `epochs`, plus `head_epochs` for adapt_head."""
+        return self.epochs + (self.head_epochs if self.method == "adapt_head" else 0)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (nested `data` and `schedule` tables)."""
         return dataclasses.asdict(self) | {"alpha_betas": list(self.alpha_betas)}
@@ -225,9 +266,11 @@ class SearchConfig:
         return build_dataclass(cls, values | {"data": data, "schedule": schedule}, prefix="")
 
     def fingerprint(self) -> str:
-        """A short hash of every setting except the device, to refuse resuming a different run."""
+        """A short hash of every setting except the execution ones (device, fused,
+        channels_last, amp, compile), to refuse resuming a different run."""
         values = self.to_dict()
-        values.pop("device")
+        for key in ("device", "fused", "channels_last", "amp", "compile"):
+            values.pop(key)
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
