@@ -193,7 +193,7 @@ class SearchConfig:
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 256
-    fused: bool = False
+    fused: bool = True
     channels_last: bool = True
     amp: str = "auto"
     compile: bool = False
