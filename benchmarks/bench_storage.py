@@ -71,9 +71,9 @@ import sqlalchemy
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from hls_tune.resilient import RetryingStorage
 from hls_tune.storage import describe, open_storage, redact
-from hls_tune.study import budget_used
+from hls_tune.study import queue_budget, work_left
+from hls_tune.worker import open_worker_storage
 
 WORKER_COUNTS = (1, 2, 4)
 # As `hls-tune worker`: heartbeat every 30 s, a trial is stale after 3 missed beats.
@@ -162,13 +162,12 @@ def _worker(
     """One worker process: open the storage like `hls-tune worker`, wait, run n_trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat
-    inner = open_storage(
+    storage = open_worker_storage(
         url,
         heartbeat_interval=HEARTBEAT_INTERVAL_S,
         grace_period=GRACE_PERIOD_S,
         failed_trial_callback=_retry_callback(),
     )
-    storage = RetryingStorage(inner)
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
@@ -185,7 +184,7 @@ def _worker(
         before = time.perf_counter()
         report_before = timings["report"]
         optuna.storages.fail_stale_trials(study)
-        budget_used(study)
+        work_left(study, running=False)
         study.optimize(objective, n_trials=1, gc_after_trial=False)
         elapsed = time.perf_counter() - before
         overhead += elapsed - epochs * epoch_s - (timings["report"] - report_before)
@@ -215,7 +214,8 @@ def run(
 ) -> RunResult:
     """Runs `trials` trials on a fresh study with `workers` processes; returns the timings."""
     study_name = f"bench-{tag}-w{workers}"
-    optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    queue_budget(study, trials)  # as `hls-tune study create`: workers claim queued trials
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(workers)
     results = context.Queue()

@@ -862,8 +862,12 @@ def compare(study_name: str, storage: str | None, out: Path | None) -> None:
 
 @cli.command("storage-proxy")
 @storage_option
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; workers on other machines need a reachable one.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; workers on other machines need a reachable one.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True)
 def storage_proxy(storage: str | None, host: str, port: int) -> None:
     """Serve the storage through Optuna's gRPC proxy (workers use grpc://HOST:PORT).

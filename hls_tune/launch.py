@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import optuna
 
 from hls_tune.storage import open_storage, redact
-from hls_tune.study import budget_used, load_study, state_counts
+from hls_tune.study import load_study, state_counts, trials_done, work_left
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def progress_line(study: optuna.Study, budget: int) -> str:
     except ValueError:
         best = "-"
     return (
-        f"progress {min(budget_used(study), budget)}/{budget}: {counts['complete']} complete, "
+        f"progress {trials_done(study)}/{budget}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed, {counts['running']} running; "
         f"best {best}"
     )
@@ -176,7 +176,7 @@ def launch(
                     continue
                 del procs[i]
                 if code != 0 and not stop["signal"]:
-                    study_done = budget_used(study) >= budget
+                    study_done = not work_left(study)
                     if not study_done and restarts[i] < max_restarts:
                         restarts[i] += 1
                         say(

@@ -336,7 +336,10 @@ def _check_positive(name: str, value: int | None) -> None:
 def _open_sqlite(spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any]) -> RDBStorage:
     assert spec.sqlalchemy_url is not None
     # pysqlite's timeout is SQLite's busy timeout: wait for a lock instead of failing.
-    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    # isolation_level=None stops pysqlite from opening transactions itself (it would open them
+    # only before a write, so a read-then-write such as claiming a WAITING trial would not be
+    # atomic); every transaction is opened by _begin_immediate instead.
+    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
     if spec.path is None:
         if not create:
             raise _bad_storage(
@@ -346,9 +349,23 @@ def _open_sqlite(spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any])
         _check_database_file(spec, create=create)
         if _enable_wal(spec.path):
             connect_args["factory"] = _WalConnection
-    return _open_rdb(
+    storage = _open_rdb(
         spec, engine_kwargs={"connect_args": connect_args}, create=create, heartbeat=heartbeat
     )
+    sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+    return storage
+
+
+def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+    """Opens each SQLite transaction with the write lock held (``BEGIN IMMEDIATE``).
+
+    Two workers then cannot both read a WAITING trial and both mark it RUNNING (Optuna's
+    ``SELECT ... FOR UPDATE`` is a no-op on SQLite), and a read-then-write transaction never
+    fails with "database is locked" on upgrading its lock: it waits for the busy timeout
+    at the start instead. Transactions are milliseconds long, so serialising them costs
+    little for the handful of workers one machine runs.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class _WalConnection(sqlite3.Connection):

@@ -116,6 +116,7 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
         direction=study_file.study.direction,
         sampler=make_sampler(study_file),
     )
+    queue_budget(study, study_file.study.n_trials)
     study.set_user_attr(STUDY_FILE_ATTR, study_file.text)
     study.set_user_attr(STUDY_HASH_ATTR, study_file.sha256)
     study.set_user_attr("hls_tune:metric", study_file.study.metric)
@@ -173,12 +174,36 @@ def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
     }
 
 
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the global budget: finished, running or waiting, and
-    failed ones that no retry replaced (a diverged run counts; a crashed one is retried)."""
+def queue_budget(study: optuna.Study, n_trials: int) -> None:
+    """Queues the study's whole budget as `n_trials` WAITING trials without parameters.
+
+    Workers only ever claim a WAITING trial (an atomic WAITING -> RUNNING change in the
+    storage) and never create one, so any number of workers finishing trials at the same
+    moment cannot run more than the budget. The sampler fills in the parameters when a trial
+    is claimed, exactly as for a trial it created itself; a retry of a crashed trial is
+    queued the same way (by Optuna's retry callback) and replaces the failed one.
+    """
+    ticket = optuna.trial.create_trial(state=TrialState.WAITING)
+    for _ in range(n_trials):
+        study.add_trial(ticket)
+
+
+def trials_done(study: optuna.Study) -> int:
+    """Trials of the budget that are finished: COMPLETE, PRUNED, and FAIL unless a retry
+    replaced them (a diverged run counts; a crashed or interrupted one is retried)."""
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
-    return sum(1 for t in trials if t.state != TrialState.FAIL or t.number not in retried)
+    return sum(
+        1
+        for t in trials
+        if t.state.is_finished() and (t.state != TrialState.FAIL or t.number not in retried)
+    )
+
+
+def work_left(study: optuna.Study, *, running: bool = True) -> bool:
+    """Whether a trial is still queued (WAITING) or, with `running`, still RUNNING."""
+    states = (TrialState.WAITING, TrialState.RUNNING) if running else (TrialState.WAITING,)
+    return bool(study.get_trials(deepcopy=False, states=states))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -22,7 +22,7 @@ from hls_tune.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
 from hls_tune.search import EpochMetrics
 from hls_tune.storage import open_storage, redact
-from hls_tune.study import budget_used, load_study
+from hls_tune.study import load_study, trials_done, work_left
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
@@ -118,6 +118,41 @@ class _StopFlag:
         return {s: signal.signal(s, self.handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
 
+class _NothingQueued(Exception):
+    """No WAITING trial was left to claim: the study's budget is used."""
+
+
+class ClaimingStorage(RetryingStorage):
+    """A worker's storage: retries unreachable databases and never creates a fresh trial.
+
+    `Study.ask` claims a WAITING trial (queued by `hls-tune study create`, or a retry queued
+    by Optuna's callback) with an atomic state change, and creates a new trial only when none
+    is left; here that creation raises instead. Workers that finish trials at the same moment
+    therefore can never run more trials than the study's budget.
+    """
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            raise _NothingQueued
+        return self._call("create_new_trial", study_id, template_trial)
+
+
+def open_worker_storage(
+    url: str,
+    *,
+    storage_wait: float = DEFAULT_MAX_WAIT_S,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> ClaimingStorage:
+    """Opens `url` for a worker: Optuna's cache in front of SQL databases (as Optuna's own
+    `get_storage` does), retries around it, and claim-only trial creation.
+
+    `options` go to `open_storage` (heartbeat settings, connection pool).
+    """
+    inner = optuna.storages.get_storage(open_storage(url, **options))
+    return ClaimingStorage(inner, max_wait=storage_wait, log=log)
+
+
 def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> None:
     """Marks an interrupted trial FAIL (if Optuna has not already) and queues its retry."""
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
@@ -177,13 +212,14 @@ def run_worker(
     logging.getLogger("optuna").setLevel(logging.WARNING)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
-    inner = open_storage(
+    storage = open_worker_storage(
         url,
+        storage_wait=storage_wait,
+        log=say,
         heartbeat_interval=heartbeat_interval if heartbeat else None,
         grace_period=(grace_period or 3 * heartbeat_interval) if heartbeat else None,
         failed_trial_callback=retry_callback(max_retries) if heartbeat else None,
     )
-    storage = RetryingStorage(inner, max_wait=storage_wait, log=say)
     loaded = load_study(url, study_name, storage=storage)
     study, study_file = loaded.study, loaded.study_file
     budget = study_file.study.n_trials
@@ -205,8 +241,8 @@ def run_worker(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-            if budget_used(study) >= budget:
-                if heartbeat and _has_running(study):
+            if not work_left(study, running=False):
+                if heartbeat and work_left(study):
                     # Stay until running trials finish or go stale (then they are
                     # re-queued here), so a dead worker never leaves a RUNNING trial.
                     time.sleep(min(5.0, float(heartbeat_interval)))
@@ -223,6 +259,8 @@ def run_worker(
                     gc_after_trial=False,
                     callbacks=[lambda _study, frozen, done=finished: done.append(frozen)],
                 )
+            except _NothingQueued:
+                continue  # another worker claimed the last queued trial first
             except (SearchInterrupted, KeyboardInterrupt) as exc:
                 bar.close()
                 if started:
@@ -240,13 +278,9 @@ def run_worker(
     say(
         f"worker {'stopped' if summary.interrupted else 'done'}: {summary.trials} trials "
         f"({_format_states(summary.states)}); study budget "
-        f"{min(budget_used(study), budget)}/{budget}"
+        f"{trials_done(study)}/{budget} done"
     )
     return summary
-
-
-def _has_running(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def _format_states(states: dict[str, int]) -> str:

@@ -61,7 +61,8 @@ def test_kill_9_mid_trial_costs_at_most_an_epoch_and_the_retry_resumes(tmp_path)
     _wait_for(lambda: any(ckpt.rglob("trial-0.pt")), 300, "the first epoch checkpoint")
     victim.kill()  # SIGKILL: no handler, no cleanup
     victim.wait()
-    assert _finished_states(_study(url)) == [TrialState.RUNNING]
+    # the dead worker's trial is still RUNNING; the rest of the budget is still queued
+    assert _finished_states(_study(url)) == [TrialState.RUNNING, TrialState.WAITING]
 
     survivor = hls_tune(
         "worker",
@@ -224,7 +225,9 @@ def test_worker_exits_cleanly_on_sigterm_between_and_during_trials(tmp_path):
     assert "trial 0 interrupted (search interrupted at epoch" in output
     assert "handed back for a retry" in output
     states = _finished_states(_study(url))
-    assert states == [TrialState.FAIL, TrialState.WAITING]
+    # trial 0 handed back (FAIL) and its retry queued after trial 1, which was never started
+    assert states == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
+    assert _study(url).get_trials()[2].system_attrs.get("failed_trial") == 0
 
 
 def test_workers_reach_the_study_through_the_grpc_storage_proxy(tmp_path):
@@ -244,8 +247,16 @@ def test_workers_reach_the_study_through_the_grpc_storage_proxy(tmp_path):
     try:
         _wait_for(listening, 120, "the proxy to listen")
         grpc_url = f"grpc://127.0.0.1:{port}"
-        result = hls_tune("worker", "--study", "tiny", "--storage", grpc_url, "--no-progress",
-                          "--checkpoint-dir", str(tmp_path / "ck"))
+        result = hls_tune(
+            "worker",
+            "--study",
+            "tiny",
+            "--storage",
+            grpc_url,
+            "--no-progress",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+        )
         assert result.returncode == 0, result.stderr
     finally:
         proxy.terminate()

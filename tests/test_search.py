@@ -12,15 +12,31 @@ from hls_tune.errors import ConfigError, NonFiniteLossError
 from hls_tune.schedules import HLSSchedule
 from hls_tune.settings import METHODS, DataConfig, SearchConfig
 
-TINY_DATA = DataConfig(dataset="digits", image_size=8, imbalance_ratio=10, val_fraction=0.15,
-                       many_above=30, few_below=10, max_per_class=60)
+TINY_DATA = DataConfig(
+    dataset="digits",
+    image_size=8,
+    imbalance_ratio=10,
+    val_fraction=0.15,
+    many_above=30,
+    few_below=10,
+    max_per_class=60,
+)
 
 
 def tiny_config(**overrides) -> SearchConfig:
-    values = dict(method="hls", data=TINY_DATA, channels=4, layers=3, epochs=2, batch_size=32,
-                  flip=False, crop_padding=1, device="cpu", alpha_lr=3e-3,
-                  schedule=HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2,
-                                       mix_form="cosine"))
+    values = dict(
+        method="hls",
+        data=TINY_DATA,
+        channels=4,
+        layers=3,
+        epochs=2,
+        batch_size=32,
+        flip=False,
+        crop_padding=1,
+        device="cpu",
+        alpha_lr=3e-3,
+        schedule=HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2, mix_form="cosine"),
+    )
     return SearchConfig(**values | overrides)
 
 
@@ -43,8 +59,11 @@ def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
     assert result.test_accuracy is not None
     if method in ("bbn_darts", "hls"):
         assert metrics.mixing_ratio == pytest.approx(1.0)  # cosine μ at t = 0
-        assert set(metrics.alpha_lrs) == set(metrics.alphas) == {
-            "backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing"}
+        assert (
+            set(metrics.alpha_lrs)
+            == set(metrics.alphas)
+            == {"backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing"}
+        )
         assert result.genotype.is_bbn
     else:
         assert metrics.mixing_ratio is None

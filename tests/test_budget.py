@@ -1,0 +1,103 @@
+"""The global trial budget cannot be overshot: `study create` queues the budget as WAITING
+trials and workers only claim them, with an atomic WAITING -> RUNNING change per storage."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hls_tune.config import load_study_file
+from hls_tune.study import create_study, trials_done, work_left
+from hls_tune.worker import _NothingQueued, open_worker_storage
+
+from .helpers import write_study
+
+BUDGET = 12
+CLAIMERS = 4
+
+
+def _claim_all(url: str, name: str) -> list[list[int]]:
+    """CLAIMERS threads, each with its own storage (own connections), claim trials in
+    lock-step until nothing is queued; returns the trial numbers each one claimed."""
+    studies = [
+        optuna.load_study(study_name=name, storage=open_worker_storage(url))
+        for _ in range(CLAIMERS)
+    ]
+    barrier = threading.Barrier(CLAIMERS)
+    claimed: list[list[int]] = [[] for _ in range(CLAIMERS)]
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        study = studies[i]
+        try:
+            while True:
+                barrier.wait(timeout=60)  # all claimers ask at the same moment
+                try:
+                    trial = study.ask()
+                except _NothingQueued:
+                    barrier.abort()
+                    return
+                claimed[i].append(trial.number)
+                study.tell(trial, 0.5)
+        except threading.BrokenBarrierError:
+            return
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(CLAIMERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    return claimed
+
+
+def _check_budget_kept(url: str, tmp_path: Path) -> None:
+    study_file = load_study_file(write_study(tmp_path / "s.toml", n_trials=BUDGET))
+    name, created = create_study(url, study_file)
+    assert created
+    claimed = _claim_all(url, name)
+    numbers = [n for one in claimed for n in one]
+    assert sorted(numbers) == list(range(BUDGET)), f"claimed twice or beyond the budget: {claimed}"
+    final = optuna.load_study(study_name=name, storage=open_worker_storage(url))
+    assert len(final.get_trials()) == BUDGET
+    assert trials_done(final) == BUDGET and not work_left(final)
+
+
+def test_create_queues_the_whole_budget_as_waiting_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study_file = load_study_file(write_study(tmp_path / "s.toml", n_trials=5))
+    name, _ = create_study(url, study_file)
+    study = optuna.load_study(study_name=name, storage=open_worker_storage(url))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.WAITING] * 5
+    assert all(t.params == {} and "fixed_params" not in t.system_attrs for t in trials)
+    assert trials_done(study) == 0 and work_left(study)
+
+
+def test_a_worker_never_creates_a_trial_beyond_the_queue(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    name, _ = create_study(url, load_study_file(write_study(tmp_path / "s.toml", n_trials=1)))
+    study = optuna.load_study(study_name=name, storage=open_worker_storage(url))
+    study.tell(study.ask(), 0.1)
+    with pytest.raises(_NothingQueued):
+        study.ask()
+    assert len(study.get_trials()) == 1
+
+
+def test_concurrent_claims_on_sqlite_never_share_or_exceed_the_budget(tmp_path):
+    _check_budget_kept(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+
+
+def test_concurrent_claims_on_the_journal_file_never_share_or_exceed_the_budget(tmp_path):
+    _check_budget_kept(f"journal:{tmp_path / 's.log'}", tmp_path)
+
+
+def test_concurrent_claims_on_postgres_never_share_or_exceed_the_budget(tmp_path, postgres_url):
+    _check_budget_kept(postgres_url, tmp_path)
