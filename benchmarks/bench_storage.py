@@ -1,9 +1,11 @@
 """Study throughput on PostgreSQL with 1, 2 and 4 worker processes, and the storage time per epoch.
 
 Each worker is a separate process that opens the storage exactly as `hls-tune worker` does
-(`hls_tune.storage.open_storage` with a 30 s heartbeat and Optuna's retry callback, wrapped in
-`hls_tune.resilient.RetryingStorage`) and runs the worker's loop: fail stale trials, count the
-budget, `study.optimize(n_trials=1)`. A trial suggests the eight HLS parameters and runs
+(`hls_tune.worker.open_worker_storage`: Optuna's trial cache, retries, claim-only trial
+creation, a 30 s heartbeat and Optuna's retry callback) and runs the worker's loop: fail
+stale trials, look for a queued trial, `study.optimize(n_trials=1)`; the study's budget
+is queued at creation as `hls-tune study create` does. A trial suggests the eight HLS
+parameters and runs
 `--epochs` "epochs"; an epoch is a `--epoch-ms` sleep followed by `trial.report` and
 `trial.should_prune` (median pruner). The epoch is a sleep, not computation, on purpose: for
 the host a GPU epoch is waiting, and a sleep lets four processes overlap on a 2-core machine,
@@ -32,25 +34,22 @@ Usage:
     python benchmarks/bench_storage.py --storage postgresql://postgres@127.0.0.1:5432/postgres
     (--storage: a role allowed to CREATE DATABASE; default $HLS_TUNE_TEST_POSTGRES_URL)
 
-Measured 2026-11-23 on the shared 2-core x86_64 build host while other jobs ran (load average
-2.4 at the start, 11.0 at the end), PostgreSQL 15.20 on 127.0.0.1 (fsync on), Python 3.11.7,
+Measured 2026-12-01 on the 2-core x86_64 build host, otherwise idle (load average 1.3 at
+the start, 0.7 at the end), PostgreSQL 15.20 on 127.0.0.1 (fsync on), Python 3.11.7,
 Optuna 5.0.0, SQLAlchemy 2.1.9, psycopg 3.3.9; default settings, medians of 3:
 
     workers  trials  seconds  trials/s  scaling  ms/report  ms/trial  CPU ms/trial  cores
-          1      48    65.59      0.73    1.000      63.99     226.5         431.4   0.32
-          2      48    41.30      1.16    0.794      90.38     301.9         428.4   0.50
-          4      48    31.89      1.51    0.514     145.12     667.3         403.9   0.61
-    scaling_4 0.514
+          1      48    29.84      1.61    1.000       8.80      33.7          93.6   0.15
+          2      48    15.13      3.17    0.986       9.06      38.1          98.1   0.31
+          4      48     8.18      5.87    0.912      11.56      59.2         110.8   0.65
+    scaling_4 0.912
 
-The target (0.9) is not met on that host: one worker already spends 0.87 s per trial in the
-storage (10 × 64 ms reporting + 227 ms asking and telling) against 0.5 s of epochs, and with
-four workers those calls take 2.3 times as long, while the host's two cores are shared with
-the database server and other jobs. `--pg-options '-c synchronous_commit=off'` changed
-nothing there (0.502); with 200 ms epochs (24 trials, one run) scaling_4 was 0.772. Half the
-worker CPU is Optuna re-reading finished trials: the worker's RetryingStorage hides the
-RDBStorage from Optuna, which therefore skips its trial cache (_CachedStorage); wrapping it
-as RetryingStorage(_CachedStorage(rdb)) gave 213 CPU ms/trial and 32 ms/report (one run).
-A real epoch takes minutes, so the storage's share of a GPU trial stays below 1 %.
+Before the worker's storage put Optuna's trial cache (`_CachedStorage`, which Optuna's own
+`get_storage` adds in front of an RDBStorage) back under the retrying wrapper, every
+`should_prune` re-read all finished trials from the database: 64 ms per report, 227 ms per
+trial and 431 CPU ms per trial on one worker, and scaling_4 0.514 (2026-11-23, same host
+under load). A real epoch takes minutes, so the storage's share of a GPU trial is far
+below 1 %.
 """
 
 from __future__ import annotations
