@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hls_tune.data import DeviceImages, ImageSet, LongTailData, build_longtail, load_source
+from hls_tune.data import (
+    DeviceImages,
+    ImageSet,
+    InstanceStream,
+    LongTailData,
+    build_longtail,
+    load_source,
+)
 from hls_tune.data.sources import SourceData
 from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 from hls_tune.metrics import longtail_metrics
@@ -44,13 +50,12 @@ from hls_tune.search import (
     alpha_learning_rates,
     class_loss_weights,
     evaluate,
-    load_checkpoint,
     prepare_data,
     resolve_device,
-    save_checkpoint,
+    run_epochs,
 )
 from hls_tune.settings import SearchConfig
-from hls_tune.train import InstanceStream, concat_images
+from hls_tune.train import concat_images
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_KIND = "adapt_head"
@@ -330,47 +335,29 @@ def run(
     adaptation = _Adaptation(config, balanced_source(config, target), target, device)
     adaptation.search.should_stop = should_stop
     adaptation.should_stop = should_stop
-    start, history, elapsed, resumed_from = 0, [], 0.0, None
-    checkpoint_path = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        start, history, elapsed = adaptation.load(load_checkpoint(checkpoint_path))
-        resumed_from = start
-        if on_resume is not None:
-            on_resume(list(history))
-    stopped = False
-    for epoch in range(start, config.total_epochs):
+
+    def start_head(epoch: int) -> None:
         if epoch == config.epochs and adaptation.head_optimizer is None:
             adaptation.start_head()
-        started = time.perf_counter()
-        train_loss, train_accuracy = adaptation.train_epoch(epoch)
-        metrics = adaptation.epoch_metrics(
-            epoch, train_loss, train_accuracy, time.perf_counter() - started
-        )
-        history.append(metrics)
-        elapsed += time.perf_counter() - started
-        if checkpoint_path is not None:
-            save_checkpoint(adaptation.state(epoch, history, elapsed), checkpoint_path)
-        if on_epoch is not None and not on_epoch(metrics):
-            stopped = epoch + 1 < config.total_epochs
-            break
-    genotype = history[-1].genotype if history else adaptation.model.genotype()
-    test: dict[str, Any] = {}
-    if history and not stopped:
+
+    def test_metrics() -> dict[str, Any]:
         figures = longtail_metrics(
             adaptation.model, adaptation.test, target, config.eval_batch_size
         )
-        test = {
+        return {
             "test_accuracy": figures.accuracy,
             "test_balanced_accuracy": figures.balanced_accuracy,
             "test_per_class_accuracy": figures.per_class_accuracy,
             "shot_accuracy": figures.shot_accuracy,
         }
-    return SearchResult(
-        config=config,
-        genotype=genotype,
-        history=tuple(history),
-        stopped_early=stopped,
-        resumed_from_epoch=resumed_from,
-        seconds=elapsed,
-        **test,
+
+    return run_epochs(
+        adaptation,
+        config,
+        config.total_epochs,
+        checkpoint=checkpoint,
+        on_epoch=on_epoch,
+        on_resume=on_resume,
+        test_metrics=test_metrics,
+        before_epoch=start_head,
     )

@@ -163,11 +163,11 @@ def launch(
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
+    last_line = ""
     try:
         for i in range(len(slots)):
             start(i)
         last_poll = last_said = time.monotonic()
-        last_line = ""
         while procs:
             time.sleep(0.2)
             for i, proc in list(procs.items()):
@@ -204,7 +204,8 @@ def launch(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    say(progress_line(study, budget))
+    if (line := progress_line(study, budget)) != last_line:
+        say(line)
     if stop["signal"]:
         return 128 + stop["signal"]
     return status

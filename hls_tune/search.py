@@ -21,7 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hls_tune.data import DeviceImages, LongTailData, build_longtail, load_source
+from hls_tune.data import (
+    DeviceImages,
+    InstanceStream,
+    LongTailData,
+    build_longtail,
+    load_source,
+)
 from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 from hls_tune.nas.fused import (
     FusedBbnDartsSupernet,
@@ -210,24 +216,11 @@ class _Batches:
         self.images = images
         self.config = config
         self.generator = generator
-        self.order = torch.empty(0, dtype=torch.long, device=images.labels.device)
-        self.position = 0
+        self.instances = InstanceStream(images, generator)
 
     def new_epoch(self) -> None:
         """Starts a fresh permutation, so that an epoch depends only on the RNG state."""
-        self.position = len(self.order)
-
-    def _instance(self, n: int) -> torch.Tensor:
-        parts, need = [], n
-        while need > 0:
-            if self.position >= len(self.order):
-                self.order = self.images.epoch_permutation(self.generator)
-                self.position = 0
-            take = self.order[self.position : self.position + need]
-            self.position += len(take)
-            need -= len(take)
-            parts.append(take)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        self.instances.new_epoch()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(x, y) of the main stream and, for BBN, (x_r, y_r) of the reversed stream."""
@@ -235,7 +228,7 @@ class _Batches:
         if method == "darts_resample":
             indices = self.images.sample("class_balanced", n, self.generator)
         else:
-            indices = self._instance(n)
+            indices = self.instances.take(n)
         if method in ("bbn_darts", "hls"):
             indices = torch.cat([indices, self.images.sample("reversed", n, self.generator)])
         x, y = self.images.gather(
@@ -352,6 +345,10 @@ class _Search:
             lr=config.weight_lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            # One fused update over the supernet's ~900 weight tensors instead of a Python
+            # loop (PyTorch picks foreach only on CUDA by default): 4x less optimizer time
+            # per step on CPU.
+            foreach=True,
         )
         alpha_groups = self.model.alpha_groups()
         self.alpha_optimizer = torch.optim.Adam(
@@ -465,7 +462,7 @@ class _Search:
         with autocast(self.device, self.amp_dtype):
             loss, accuracy = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
         loss.backward(inputs=self.weight_params)
-        nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
+        nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip, foreach=True)
         self.weight_optimizer.step()
         return loss.detach(), accuracy
 
@@ -595,30 +592,61 @@ def run(
     data = data if data is not None else prepare_data(config.data)
     search = _Search(config, data, device)
     search.should_stop = should_stop
+    return run_epochs(
+        search,
+        config,
+        config.epochs,
+        checkpoint=checkpoint,
+        on_epoch=on_epoch,
+        on_resume=on_resume,
+        test_metrics=search.test_metrics,
+    )
+
+
+def run_epochs(
+    runner: Any,
+    config: SearchConfig,
+    total_epochs: int,
+    *,
+    checkpoint: str | Path | None,
+    on_epoch: Callable[[EpochMetrics], bool | None] | None,
+    on_resume: Callable[[list[EpochMetrics]], None] | None,
+    test_metrics: Callable[[], dict[str, Any]],
+    before_epoch: Callable[[int], None] | None = None,
+) -> SearchResult:
+    """The epoch loop shared by the search and adapt_head: resume, train, checkpoint, test.
+
+    `runner` has `load(state) -> (start, history, elapsed)`, `train_epoch(epoch)`,
+    `epoch_metrics(epoch, loss, accuracy, seconds)`, `state(epoch, history, elapsed)` and
+    `model.genotype()`. The test set is evaluated (`test_metrics`) only when every epoch
+    ran, never after `on_epoch` stopped the run.
+    """
     start_epoch, history, elapsed = 0, [], 0.0
     checkpoint_path = Path(checkpoint) if checkpoint is not None else None
     resumed_from = None
     if checkpoint_path is not None and checkpoint_path.exists():
-        start_epoch, history, elapsed = search.load(load_checkpoint(checkpoint_path))
+        start_epoch, history, elapsed = runner.load(load_checkpoint(checkpoint_path))
         resumed_from = start_epoch
         if on_resume is not None:
             on_resume(list(history))
     stopped = False
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, total_epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         started = time.perf_counter()
-        train_loss, train_accuracy = search.train_epoch(epoch)
-        metrics = search.epoch_metrics(
+        train_loss, train_accuracy = runner.train_epoch(epoch)
+        metrics = runner.epoch_metrics(
             epoch, train_loss, train_accuracy, time.perf_counter() - started
         )
         history.append(metrics)
         elapsed += time.perf_counter() - started
         if checkpoint_path is not None:
-            save_checkpoint(search.state(epoch, history, elapsed), checkpoint_path)
+            save_checkpoint(runner.state(epoch, history, elapsed), checkpoint_path)
         if on_epoch is not None and not on_epoch(metrics):
-            stopped = epoch + 1 < config.epochs
+            stopped = epoch + 1 < total_epochs
             break
-    genotype = history[-1].genotype if history else search.model.genotype()
-    test = {} if stopped or not history else search.test_metrics()
+    genotype = history[-1].genotype if history else runner.model.genotype()
+    test = {} if stopped or not history else test_metrics()
     return SearchResult(
         config=config,
         genotype=genotype,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hls_tune.data import DeviceImages, ImageSet, LongTailData
+from hls_tune.data import DeviceImages, ImageSet, InstanceStream, LongTailData
 from hls_tune.errors import ConfigError, NonFiniteLossError
 from hls_tune.metrics import longtail_metrics
 from hls_tune.nas.genotype import BUILTIN_GENOTYPES, Genotype, builtin_genotype
@@ -326,38 +326,6 @@ def concat_images(first: ImageSet, second: ImageSet) -> ImageSet:
     )
 
 
-class InstanceStream:
-    """Batches of image indices from successive random permutations (uniform over images).
-
-    Args:
-        images: the image set to index.
-        generator: random source on the images' device.
-    """
-
-    def __init__(self, images: DeviceImages, generator: torch.Generator) -> None:
-        self.images = images
-        self.generator = generator
-        self.order = torch.empty(0, dtype=torch.long, device=images.labels.device)
-        self.position = 0
-
-    def new_epoch(self) -> None:
-        """Starts a fresh permutation, so that an epoch depends only on the RNG state."""
-        self.position = len(self.order)
-
-    def take(self, n: int) -> torch.Tensor:
-        """The next `n` indices (a new permutation starts when one runs out)."""
-        parts, need = [], n
-        while need > 0:
-            if self.position >= len(self.order):
-                self.order = self.images.epoch_permutation(self.generator)
-                self.position = 0
-            part = self.order[self.position : self.position + need]
-            self.position += len(part)
-            need -= len(part)
-            parts.append(part)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
 def _cosine_lr(config: TrainConfig, epoch: int) -> float:
     # Stepped per epoch like DARTS' CosineAnnealingLR(T_max=epochs, eta_min=lr_min).
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (
@@ -392,6 +360,7 @@ class _Training:
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            foreach=True,  # one fused update, not a Python loop over tensors (CPU default)
         )
 
     def _gather(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,7 +416,7 @@ class _Training:
             self.optimizer.zero_grad(set_to_none=True)
             loss, accuracy = self._loss(progress)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip, foreach=True)
             self.optimizer.step()
             losses[step], accuracies[step] = loss.detach(), accuracy
         finite = torch.isfinite(losses)

@@ -1,6 +1,12 @@
 """Data layer: sources → long-tailed splits → device-resident batches (no Optuna here)."""
 
-from hls_tune.data.loader import SAMPLERS, DeviceImages, augment_batch, class_probabilities
+from hls_tune.data.loader import (
+    SAMPLERS,
+    DeviceImages,
+    InstanceStream,
+    augment_batch,
+    class_probabilities,
+)
 from hls_tune.data.longtail import (
     PROFILES,
     SHOT_GROUPS,
@@ -21,6 +27,7 @@ __all__ = [
     "SHOT_GROUPS",
     "DeviceImages",
     "ImageSet",
+    "InstanceStream",
     "LongTailData",
     "SourceData",
     "Splits",

@@ -292,3 +292,35 @@ class DeviceImages:
         if cut is not None:
             x.masked_fill_(cut, 0.0)
         return x, labels
+
+
+class InstanceStream:
+    """Batches of image indices from successive random permutations (uniform over images).
+
+    Args:
+        images: the image set to index.
+        generator: random source on the images' device.
+    """
+
+    def __init__(self, images: DeviceImages, generator: torch.Generator) -> None:
+        self.images = images
+        self.generator = generator
+        self.order = torch.empty(0, dtype=torch.long, device=images.labels.device)
+        self.position = 0
+
+    def new_epoch(self) -> None:
+        """Starts a fresh permutation, so that an epoch depends only on the RNG state."""
+        self.position = len(self.order)
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next `n` indices (a new permutation starts when one runs out)."""
+        parts, need = [], n
+        while need > 0:
+            if self.position >= len(self.order):
+                self.order = self.images.epoch_permutation(self.generator)
+                self.position = 0
+            part = self.order[self.position : self.position + need]
+            self.position += len(part)
+            need -= len(part)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
