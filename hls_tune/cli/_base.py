@@ -1,0 +1,133 @@
+"""The `hls-tune` command group, its shared options and helpers.
+
+Bad input exits 2 and runtime failures exit 1, each with one line on stderr and no
+traceback; every line that may hold a storage URL is redacted.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hls_tune.errors import ConfigError, HlsTuneError
+
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
+
+
+def _redact(text: str) -> str:
+    from hls_tune.storage import redact
+
+    return redact(text)
+
+
+class _Group(click.Group):
+    """Turns the project's errors into one line on stderr and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {_redact(str(exc))}", err=True)
+            ctx.exit(2)
+        except HlsTuneError as exc:
+            click.echo(f"error: {_redact(str(exc))}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hls-tune")
+def cli() -> None:
+    """Optuna studies for BBN-DARTS with heterogeneous learning-rate scheduling (HLS)."""
+
+
+def write_json_files(out: Path, files: dict[str, Any]) -> None:
+    """Writes each JSON document to out/NAME atomically (temporary file, then rename)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, out / name)
+
+
+def epoch_progress(total: int, description: str, start: int = 0) -> tuple[Any, Callable]:
+    """A tqdm bar over epochs and the `on_epoch` callback that advances it."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=start,
+        desc=description,
+        unit="epoch",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def advance(metrics: Any) -> None:
+        bar.update(1)
+        postfix = {"loss": f"{metrics.train_loss:.3f}", "val": f"{metrics.val_accuracy:.3f}"}
+        if metrics.mixing_ratio is not None:
+            postfix["mu"] = f"{metrics.mixing_ratio:.2f}"
+        bar.set_postfix(postfix)
+
+    return bar, advance
+
+
+STORAGE_HELP = (
+    "Storage URL: sqlite:///study.db, journal:study.log, postgresql://user@host/db or "
+    "grpc://host:port. Default: $HLS_TUNE_STORAGE, then $OPTUNA_STORAGE."
+)
+
+
+def storage_option(func: Callable) -> Callable:
+    """The --storage option every study command takes (URL resolved later, never echoed)."""
+    return click.option("--storage", "storage", default=None, metavar="URL", help=STORAGE_HELP)(
+        func
+    )
+
+
+def _storage_url(value: str | None) -> str:
+    from hls_tune.storage import resolve_storage_url
+
+    return resolve_storage_url(value)
+
+
+ARTIFACTS_HELP = (
+    "Directory of the trials' artifacts (figures, genotype tables, shown by the dashboard), "
+    "shared by the workers and the dashboard. Default: $HLS_TUNE_ARTIFACTS, then ./artifacts."
+)
+
+
+def artifacts_option(func: Callable) -> Callable:
+    """The --artifacts DIR option of the worker, launch and dashboard commands."""
+    return click.option("--artifacts", default=None, metavar="DIR", help=ARTIFACTS_HELP)(func)
+
+
+def no_artifacts_option(func: Callable) -> Callable:
+    """The --no-artifacts flag of the commands that run trials."""
+    return click.option(
+        "--no-artifacts", is_flag=True, help="Write no per-trial figures or notes."
+    )(func)
+
+
+def _artifacts_dir(value: str | None) -> str:
+    from hls_tune.artifacts import artifacts_dir
+
+    return str(artifacts_dir(value))
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="hls-tune")

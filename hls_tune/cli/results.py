@@ -1,0 +1,123 @@
+"""`hls-tune export`, `dashboard` and `report`: reading a study back."""
+
+from pathlib import Path
+
+import click
+
+from hls_tune.cli._base import (
+    _artifacts_dir,
+    _storage_url,
+    artifacts_option,
+    cli,
+    storage_option,
+)
+from hls_tune.errors import HlsTuneError
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many of the best trials to export.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("genotypes"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "py", "both"]),
+    default="both",
+    show_default=True,
+    help="JSON files, a DARTS genotypes.py, or both.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files whose content differs.")
+def export(
+    study_name: str, storage: str | None, top_k: int, out: Path, fmt: str, force: bool
+) -> None:
+    """Export the best genotypes of a study."""
+    from hls_tune.export import export_study
+    from hls_tune.study import load_study
+
+    loaded = load_study(_storage_url(storage), study_name)
+    for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
+        click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
+
+
+@cli.command()
+@storage_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback exposes the study.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@artifacts_option
+def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) -> None:
+    """Serve optuna-dashboard on the study storage, with the trials' artifacts."""
+    import ipaddress
+
+    from optuna_dashboard import run_server
+
+    from hls_tune.artifacts import open_artifact_store
+    from hls_tune.storage import describe, open_storage
+
+    url = _storage_url(storage)
+    storage_obj = open_storage(url)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        click.echo(
+            f"warning: binding to {host}: anyone who can reach it sees and can edit the "
+            "studies (optuna-dashboard has no authentication)",
+            err=True,
+        )
+    artifact_dir = _artifacts_dir(artifacts)
+    click.echo(
+        f"optuna-dashboard on {describe(url)} (artifacts in {artifact_dir}) "
+        f"at http://{host}:{port}/",
+        err=True,
+    )
+    store = open_artifact_store(artifact_dir)
+    try:
+        run_server(storage_obj, host=host, port=port, artifact_store=store)
+    except OSError as error:  # address in use, or not an address of this machine
+        raise HlsTuneError(f"cannot serve on {host}:{port}: {error}") from None
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for report.html (images embedded) and its PNG files.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many of the best trials get their cell diagrams in the report.",
+)
+def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
+    """Write a study report: a self-contained HTML page and PNG figures."""
+    from hls_tune.report import write_report
+    from hls_tune.study import load_study
+
+    loaded = load_study(_storage_url(storage), study_name)
+    page = write_report(loaded.study, out, top_k=top_k)
+    images = sorted(out.glob("*.png"))
+    click.echo(f"wrote {page} and {len(images)} PNG files in {out}")

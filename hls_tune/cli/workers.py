@@ -1,0 +1,269 @@
+"""`hls-tune worker`, `launch`, `demo` and `storage-proxy`: running trials."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from hls_tune.cli._base import (
+    DEVICE_HELP,
+    _artifacts_dir,
+    _storage_url,
+    artifacts_option,
+    cli,
+    no_artifacts_option,
+    storage_option,
+)
+from hls_tune.errors import ConfigError, HlsTuneError
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many trials from this worker (default: until the budget).",
+)
+@click.option("--device", default=None, help=f"Override the study's device: {DEVICE_HELP}")
+@click.option(
+    "--checkpoint-dir",
+    default="checkpoints",
+    show_default=True,
+    envvar="HLS_TUNE_CHECKPOINT_DIR",
+    help="Per-trial checkpoints (shared by all workers of the study).",
+)
+@click.option("--progress/--no-progress", default=True, help="A progress bar per trial.")
+@artifacts_option
+@no_artifacts_option
+@click.option(
+    "--heartbeat-interval",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    envvar="HLS_TUNE_HEARTBEAT_INTERVAL",
+    help="Seconds between heartbeats of the running trial (SQLite, PostgreSQL).",
+)
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="HLS_TUNE_GRACE_PERIOD",
+    help="Seconds without a heartbeat before a trial's worker counts as dead "
+    "[default: 3 x heartbeat interval].",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="How often a dead or interrupted trial is re-queued.",
+)
+def worker(
+    study_name: str,
+    storage: str | None,
+    n_trials: int | None,
+    device: str | None,
+    checkpoint_dir: str,
+    progress: bool,
+    artifacts: str | None,
+    no_artifacts: bool,
+    heartbeat_interval: int,
+    grace_period: int | None,
+    max_retries: int,
+) -> None:
+    """Run trials of a study; settings come from the storage, not a local file.
+
+    A trial whose worker dies is re-queued by the next worker and resumes from its last
+    epoch checkpoint; SIGTERM/SIGINT hand the running trial back the same way.
+    """
+    from hls_tune.worker import run_worker
+
+    if device is not None:
+        from hls_tune.settings import SearchConfig
+
+        SearchConfig(device=device)  # validates the value before any trial starts
+    run_worker(
+        _storage_url(storage),
+        study_name,
+        n_trials=n_trials,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        max_retries=max_retries,
+    )
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@storage_option
+@click.option("--gpus", default=None, help="Comma-separated GPU ids, one worker per GPU.")
+@click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run N CPU workers instead of GPU workers.",
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Trials this launch finishes in total (default: until the study budget).",
+)
+@click.option(
+    "--checkpoint-dir",
+    default="checkpoints",
+    show_default=True,
+    envvar="HLS_TUNE_CHECKPOINT_DIR",
+    help="Shared per-trial checkpoints.",
+)
+@artifacts_option
+@no_artifacts_option
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Restarts per slot of a worker that died.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for workers after Ctrl-C / SIGTERM.",
+)
+def launch(
+    study_name: str,
+    storage: str | None,
+    gpus: str | None,
+    workers_per_gpu: int,
+    cpus: int | None,
+    n_trials: int | None,
+    checkpoint_dir: str,
+    artifacts: str | None,
+    no_artifacts: bool,
+    max_restarts: int,
+    grace: float,
+) -> None:
+    """Launch one worker per GPU (or N CPU workers) for a study."""
+    from hls_tune.launch import cpu_slots, gpu_slots
+    from hls_tune.launch import launch as launch_workers
+
+    if (gpus is None) == (cpus is None):
+        raise ConfigError("give exactly one of --gpus (e.g. 0,1,2,3) or --cpus N.")
+    if gpus is not None:
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not ids or not all(g.isdigit() for g in ids):
+            raise ConfigError(
+                f"--gpus must be comma-separated GPU ids like 0,1,2 but got {gpus!r}."
+            )
+        slots = gpu_slots(ids, workers_per_gpu)
+    else:
+        slots = cpu_slots(cpus)
+    code = launch_workers(
+        _storage_url(storage),
+        study_name,
+        slots,
+        n_trials=n_trials,
+        checkpoint_dir=checkpoint_dir,
+        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
+        max_restarts=max_restarts,
+        grace_seconds=grace,
+    )
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("hls-tune-demo"),
+    show_default=True,
+    help="Where the demo's study database, checkpoints, artifacts and genotypes go.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="CPU worker processes.",
+)
+def demo(directory: Path, workers: int) -> None:
+    """Create the digits demo study, run CPU workers, export the best genotype."""
+    from importlib import resources
+
+    from hls_tune.config import parse_study_text
+    from hls_tune.export import export_study
+    from hls_tune.launch import cpu_slots
+    from hls_tune.launch import launch as launch_workers
+    from hls_tune.study import create_study, load_study
+
+    text = resources.files("hls_tune").joinpath("studies/digits_lt_demo.toml").read_text()
+    parsed = parse_study_text(text, source="digits_lt_demo.toml")
+    directory.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{directory / 'demo.db'}"
+    name, created = create_study(url, parsed)
+    click.echo(
+        f"demo study {name!r} {'created' if created else 'found'} in {directory}/demo.db; "
+        f"{parsed.study.n_trials} trials on {workers} CPU workers"
+    )
+    code = launch_workers(
+        url,
+        name,
+        cpu_slots(workers),
+        checkpoint_dir=str(directory / "checkpoints"),
+        artifacts=str((directory / "artifacts").absolute()),
+        poll_seconds=15.0,
+    )
+    if code:
+        raise HlsTuneError(f"the demo workers stopped with exit code {code}")
+    loaded = load_study(url, name)
+    files = export_study(loaded, top_k=1, out=directory / "genotypes", fmt="both", force=True)
+    best = loaded.study.best_trial
+    click.echo(f"best trial {best.number}: {loaded.study_file.study.metric} {best.value:.4f}")
+    for item in files:
+        click.echo(f"genotype: {item.path}")
+    click.echo("next:")
+    click.echo(f"  hls-tune study show {name} --storage {url}")
+    click.echo(f"  hls-tune dashboard --storage {url} --artifacts {directory / 'artifacts'}")
+    click.echo(f"  hls-tune report --study {name} --storage {url} --out {directory / 'report'}")
+    click.echo(f"  hls-tune export --study {name} --storage {url} --top-k 3 --out genotypes/")
+
+
+@cli.command("storage-proxy")
+@storage_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; workers on other machines need a reachable one.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True)
+def storage_proxy(storage: str | None, host: str, port: int) -> None:
+    """Serve the storage through Optuna's gRPC proxy (workers use grpc://HOST:PORT).
+
+    For hundreds of workers: the proxy holds the database connections, so the database
+    sees one client instead of one per worker.
+    """
+    try:
+        import grpc  # noqa: F401
+        from optuna.storages import run_grpc_proxy_server
+    except ImportError:
+        raise HlsTuneError(
+            "the gRPC storage proxy needs grpcio: pip install 'hls-tune[proxy]'"
+        ) from None
+    from hls_tune.storage import describe, open_storage
+
+    url = _storage_url(storage)
+    if url.startswith("grpc"):
+        raise ConfigError(f"--storage must be a database, not another proxy, but got {url!r}.")
+    storage_obj = open_storage(url)
+    click.echo(f"gRPC storage proxy for {describe(url)} on grpc://{host}:{port}", err=True)
+    run_grpc_proxy_server(storage_obj, host=host, port=port)
