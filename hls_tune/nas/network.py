@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from hls_tune.nas.genotype import Edge, Genotype
 from hls_tune.nas.primitives import FactorizedReduce, Identity, ReLUConvBN, make_op
-from hls_tune.nas.supernet import reduction_layers
+from hls_tune.nas.supernet import darts_stem, reduction_layers
 
 # The DARTS auxiliary head pools 5×5 with stride 3 and then convolves 2×2: it needs at
 # least 8×8 feature maps at cell 2L//3 (CIFAR's 32×32 inputs give exactly 8×8 there).
@@ -141,9 +141,7 @@ class _Backbone(nn.Module):
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr)
-        )
+        self.stem = darts_stem(in_channels, c_curr)
         c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
         reductions = reduction_layers(layers)
         self.cells = nn.ModuleList()

@@ -27,6 +27,14 @@ def reduction_layers(layers: int) -> frozenset[int]:
     return frozenset({layers // 3, 2 * layers // 3})
 
 
+def darts_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """DARTS' CIFAR stem: a 3×3 conv to `out_channels` (3C) and a BatchNorm."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleaves the channels of `groups` equal groups (PC-DARTS)."""
     n, c, h, w = x.shape
@@ -196,9 +204,7 @@ class SearchBackbone(nn.Module):
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr)
-        )
+        self.stem = darts_stem(in_channels, c_curr)
         c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
         reductions = reduction_layers(layers)
         self.cells = nn.ModuleList()
