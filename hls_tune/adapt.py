@@ -51,7 +51,9 @@ from hls_tune.search import (
     class_loss_weights,
     evaluate,
     prepare_data,
+    random_state,
     resolve_device,
+    restore_random_state,
     run_epochs,
 )
 from hls_tune.settings import SearchConfig
@@ -245,7 +247,7 @@ class _Adaptation:
 
     def state(self, epoch: int, history: list[EpochMetrics], elapsed: float) -> dict[str, Any]:
         search = self.search
-        state = {
+        return {
             "format": CHECKPOINT_FORMAT,
             "kind": CHECKPOINT_KIND,
             "fingerprint": self.config.fingerprint(),
@@ -256,14 +258,10 @@ class _Adaptation:
             "head_optimizer": (
                 None if self.head_optimizer is None else self.head_optimizer.state_dict()
             ),
-            "generator": search.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **random_state(search.generator, self.device),
             "history": [m.to_dict() for m in history],
             "elapsed": elapsed,
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
 
     def load(self, state: dict[str, Any]) -> tuple[int, list[EpochMetrics], float]:
         if (
@@ -284,10 +282,7 @@ class _Adaptation:
         self.search.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         if self.head_optimizer is not None and state["head_optimizer"] is not None:
             self.head_optimizer.load_state_dict(state["head_optimizer"])
-        self.search.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        restore_random_state(state, self.search.generator, self.device)
         history = [EpochMetrics.from_dict(m) for m in state["history"]]
         return start, history, float(state["elapsed"])
 

@@ -365,21 +365,17 @@ class _Search:
 
     # --- checkpoints -------------------------------------------------------------------
     def state(self, epoch: int, history: list[EpochMetrics], elapsed: float) -> dict[str, Any]:
-        state = {
+        return {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": self.config.fingerprint(),
             "epoch": epoch,
             "model": self.model.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **random_state(self.generator, self.device),
             "history": [m.to_dict() for m in history],
             "elapsed": elapsed,
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
 
     def load(self, state: dict[str, Any]) -> tuple[int, list[EpochMetrics], float]:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -393,10 +389,7 @@ class _Search:
         self.model.load_state_dict(state["model"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        restore_random_state(state, self.generator, self.device)
         history = [EpochMetrics.from_dict(m) for m in state["history"]]
         return state["epoch"] + 1, history, float(state["elapsed"])
 
@@ -528,6 +521,25 @@ class _Search:
             "test_per_class_accuracy": per_class,
             "shot_accuracy": {g: sum(v) / len(v) for g, v in shots.items()},
         }
+
+
+def random_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+    """The checkpoint entries that make a resumed run draw the same random numbers: the
+    run's batch generator, torch's CPU generator and, on CUDA, the device's."""
+    state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(
+    state: dict[str, Any], generator: torch.Generator, device: torch.device
+) -> None:
+    """Restores what `random_state` saved (a CUDA state only on a CUDA device)."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

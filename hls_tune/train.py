@@ -40,7 +40,9 @@ from hls_tune.search import (
     evaluate,
     load_checkpoint,
     prepare_data,
+    random_state,
     resolve_device,
+    restore_random_state,
     save_checkpoint,
 )
 from hls_tune.settings import DEVICES_HELP, DataConfig, check_choice, check_range, did_you_mean
@@ -447,7 +449,7 @@ class _Training:
         )
 
     def state(self, epoch: int, history: list[TrainEpoch], elapsed: float) -> dict[str, Any]:
-        state = {
+        return {
             "format": CHECKPOINT_FORMAT,
             "kind": "train",
             "fingerprint": self.config.fingerprint(),
@@ -455,14 +457,10 @@ class _Training:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **random_state(self.generator, self.device),
             "history": [m.to_dict() for m in history],
             "elapsed": elapsed,
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
 
     def load(self, state: dict[str, Any], path: Path) -> tuple[int, list[TrainEpoch], float]:
         same = (
@@ -478,10 +476,7 @@ class _Training:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        restore_random_state(state, self.generator, self.device)
         history = [TrainEpoch(**m) for m in state["history"]]
         return state["epoch"] + 1, history, float(state["elapsed"])
 
