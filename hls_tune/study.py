@@ -7,11 +7,14 @@ on any machine, runs the settings the study was created with, never a local copy
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.config import StudyFile, parse_study_text
 from hls_tune.errors import ConfigError, HlsTuneError
@@ -24,19 +27,95 @@ RETRIED_FROM_ATTR = "failed_trial"  # set by optuna's RetryFailedTrialCallback
 
 
 def make_sampler(study_file: StudyFile) -> optuna.samplers.BaseSampler:
-    """The study file's sampler (TPE, random or grid) with its seed and options."""
+    """The study file's sampler (TPE, random or grid) with its seed and options.
+
+    A seeded TPE or random sampler is wrapped in `TrialSeededSampler`, so that every worker
+    process, each with its own copy of the sampler, still draws different parameters for
+    different trials.
+    """
     settings = study_file.study.sampler
-    if settings.type == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
     if settings.type == "grid":
+        # Grid points are assigned by trial number (then at random among unvisited ones).
         return optuna.samplers.GridSampler(grid_search_space(study_file), seed=settings.seed)
-    return optuna.samplers.TPESampler(
-        seed=settings.seed,
-        multivariate=settings.multivariate,
-        group=settings.group and settings.multivariate,
-        n_startup_trials=settings.n_startup_trials,
-        constant_liar=settings.constant_liar,
-    )
+
+    def build(seed: int | None) -> optuna.samplers.BaseSampler:
+        if settings.type == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=settings.multivariate,
+            group=settings.group and settings.multivariate,
+            n_startup_trials=settings.n_startup_trials,
+            constant_liar=settings.constant_liar,
+        )
+
+    if settings.seed is None:
+        return build(None)
+    return TrialSeededSampler(build, settings.seed)
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A seeded sampler whose random draws depend on (seed, trial number), not on the worker.
+
+    Each worker process builds the study's sampler from the stored study file, so with a
+    plain seed every worker would replay the same random sequence and two workers would
+    run their first (and every later) trials with identical parameters. Here the wrapped
+    sampler is rebuilt before each trial with a seed derived from the study seed and the
+    trial number: a trial's parameters depend only on the seed, its number and the study's
+    history, whichever worker runs it. A worker runs one trial at a time, so rebuilding in
+    `before_trial` is safe.
+
+    Args:
+        build: makes the wrapped sampler from a seed.
+        seed: the study file's seed.
+    """
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._build = build
+        self._seed = seed
+        self._sampler = build(seed)
+
+    def trial_seed(self, number: int) -> int:
+        """The wrapped sampler's seed for trial `number` (well mixed, in [0, 2**32))."""
+        return int(np.random.SeedSequence([self._seed, number]).generate_state(1)[0])
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._sampler = self._build(self.trial_seed(trial.number))
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
+
+    def __str__(self) -> str:
+        return f"{self._sampler} (seeded per trial)"
 
 
 def make_pruner(study_file: StudyFile) -> optuna.pruners.BasePruner:

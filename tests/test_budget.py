@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hls_tune.config import load_study_file
-from hls_tune.study import create_study, trials_done, work_left
+from hls_tune.study import create_study, load_study, trials_done, work_left
 from hls_tune.worker import _NothingQueued, open_worker_storage
 
 from .helpers import write_study
@@ -101,3 +101,45 @@ def test_concurrent_claims_on_the_journal_file_never_share_or_exceed_the_budget(
 
 def test_concurrent_claims_on_postgres_never_share_or_exceed_the_budget(tmp_path, postgres_url):
     _check_budget_kept(postgres_url, tmp_path)
+
+
+def _worker_study(url: str, name: str) -> optuna.Study:
+    """The study as one worker process sees it: its own sampler built from the stored file."""
+    return load_study(url, name, storage=open_worker_storage(url)).study
+
+
+def _suggest(study: optuna.Study) -> tuple[int, dict]:
+    trial = study.ask()
+    trial.suggest_float("alpha_lr_b1", 0.0, 1.0)
+    trial.suggest_categorical("mix_form", ["parabolic", "cosine", "sigmoid", "constant"])
+    return trial.number, trial.params
+
+
+def _seeded_study_file(tmp_path: Path, sampler: str, file: str = "s.toml"):
+    path = write_study(tmp_path / file, n_trials=4)
+    path.write_text(path.read_text().replace('type = "random"', f'type = "{sampler}"'))
+    return load_study_file(path)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_two_workers_with_the_seeded_sampler_draw_different_parameters(tmp_path, sampler):
+    # Each worker builds the study's sampler from the same stored seed; a plain seeded
+    # sampler made both workers' first trials identical.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    name, _ = create_study(url, _seeded_study_file(tmp_path, sampler))
+    first, second = _worker_study(url, name), _worker_study(url, name)
+    (number_a, params_a), (number_b, params_b) = _suggest(first), _suggest(second)
+    assert (number_a, number_b) == (0, 1)
+    assert params_a != params_b
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_trials_parameters_do_not_depend_on_which_worker_ran_it(tmp_path, sampler):
+    study_file = _seeded_study_file(tmp_path, sampler)
+    one_url, two_url = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
+    one, _ = create_study(one_url, study_file)
+    two, _ = create_study(two_url, study_file)
+    alone = _worker_study(one_url, one)
+    by_one_worker = [_suggest(alone), _suggest(alone)]
+    by_two_workers = [_suggest(_worker_study(two_url, two)), _suggest(_worker_study(two_url, two))]
+    assert by_one_worker == by_two_workers
