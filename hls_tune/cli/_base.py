@@ -45,6 +45,11 @@ class _Group(click.Group):
 @click.version_option(package_name="hls-tune")
 def cli() -> None:
     """Optuna studies for BBN-DARTS with heterogeneous learning-rate scheduling (HLS)."""
+    import optuna
+
+    # Every command says what it did in its own lines; Optuna's INFO lines ("A new study
+    # created in RDB ...", one per finished trial) would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def write_json_files(out: Path, files: dict[str, Any]) -> None:
