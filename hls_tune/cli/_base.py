@@ -114,6 +114,18 @@ def artifacts_option(func: Callable) -> Callable:
     return click.option("--artifacts", default=None, metavar="DIR", help=ARTIFACTS_HELP)(func)
 
 
+def checkpoint_dir_option(func: Callable) -> Callable:
+    """`--checkpoint-dir` (or HLS_TUNE_CHECKPOINT_DIR) of `worker` and `launch`."""
+    return click.option(
+        "--checkpoint-dir",
+        default="checkpoints",
+        show_default=True,
+        envvar="HLS_TUNE_CHECKPOINT_DIR",
+        help="Per-trial checkpoints, shared by all workers of the study (a retry resumes "
+        "from its original's file).",
+    )(func)
+
+
 def no_artifacts_option(func: Callable) -> Callable:
     """The --no-artifacts flag of the commands that run trials."""
     return click.option(

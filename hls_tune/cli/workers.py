@@ -10,6 +10,7 @@ from hls_tune.cli._base import (
     _artifacts_dir,
     _storage_url,
     artifacts_option,
+    checkpoint_dir_option,
     cli,
     no_artifacts_option,
     storage_option,
@@ -27,13 +28,7 @@ from hls_tune.errors import ConfigError, HlsTuneError
     help="At most this many trials from this worker (default: until the budget).",
 )
 @click.option("--device", default=None, help=f"Override the study's device: {DEVICE_HELP}")
-@click.option(
-    "--checkpoint-dir",
-    default="checkpoints",
-    show_default=True,
-    envvar="HLS_TUNE_CHECKPOINT_DIR",
-    help="Per-trial checkpoints (shared by all workers of the study).",
-)
+@checkpoint_dir_option
 @click.option("--progress/--no-progress", default=True, help="A progress bar per trial.")
 @artifacts_option
 @no_artifacts_option
@@ -115,13 +110,7 @@ def worker(
     default=None,
     help="Trials this launch finishes in total (default: until the study budget).",
 )
-@click.option(
-    "--checkpoint-dir",
-    default="checkpoints",
-    show_default=True,
-    envvar="HLS_TUNE_CHECKPOINT_DIR",
-    help="Shared per-trial checkpoints.",
-)
+@checkpoint_dir_option
 @artifacts_option
 @no_artifacts_option
 @click.option(
