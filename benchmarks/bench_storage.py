@@ -72,7 +72,7 @@ from sqlalchemy.engine import make_url
 
 from hls_tune.storage import describe, open_storage, redact
 from hls_tune.study import queue_budget, work_left
-from hls_tune.worker import open_worker_storage
+from hls_tune.worker import open_worker_storage, retry_callback
 
 WORKER_COUNTS = (1, 2, 4)
 # As `hls-tune worker`: heartbeat every 30 s, a trial is stale after 3 missed beats.
@@ -111,15 +111,6 @@ class RunResult:
     @property
     def throughput(self) -> float:
         return self.trials / self.seconds
-
-
-def _retry_callback() -> optuna.storages.RetryFailedTrialCallback:
-    # Optuna 4.9 renamed the callback; hls-tune uses the new name where it exists.
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    cls = cls or optuna.storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return cls(max_retry=MAX_RETRIES)
 
 
 def _objective(epochs: int, epoch_s: float, timings: dict[str, float]):
@@ -165,7 +156,7 @@ def _worker(
         url,
         heartbeat_interval=HEARTBEAT_INTERVAL_S,
         grace_period=GRACE_PERIOD_S,
-        failed_trial_callback=_retry_callback(),
+        failed_trial_callback=retry_callback(MAX_RETRIES),
     )
     study = optuna.load_study(
         study_name=study_name,
