@@ -25,7 +25,10 @@ process, on synthetic uint8 data; prints a table, then `speedup <fused/reference
 #              before the step.
 #
 # `--depthwise` prints the depthwise-backward table behind
-# `hls_tune.nas.fused.CUSTOM_DEPTHWISE_BACKWARD` instead.
+# `hls_tune.nas.fused.CUSTOM_DEPTHWISE_BACKWARD` instead. `--ops N` (CPU) adds, per variant,
+# the N aten ops that took longest in one step, each op timed around its own kernel call
+# (a dispatch mode, so Python and autograd overhead between ops is not counted):
+# torch.profiler's per-op overhead distorts the many small calls of a step severalfold.
 #
 # Usage:
 #   OMP_NUM_THREADS=1 python benchmarks/bench_search.py --config cpu --steps 7 --threads 1
@@ -42,6 +45,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hls_tune import search
 from hls_tune.data import ImageSet, LongTailData
@@ -182,6 +186,39 @@ def peak_step_memory(runner: _Variant) -> float:
     return peak / 2**20
 
 
+class _OpTimer(TorchDispatchMode):
+    """Seconds spent inside each aten op while active (CPU: ops run synchronously)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        name = str(func.overloadpacket.__name__)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return out
+
+
+def print_op_times(runners: dict[str, _Variant], top: int) -> None:
+    """One more step per variant under `_OpTimer`; prints its `top` ops by time."""
+    for name, runner in runners.items():
+        timer = _OpTimer()
+        with timer:
+            runner.step()
+        total = sum(timer.seconds.values())
+        print(f"# {name}: {sum(timer.calls.values())} aten calls, {1e3 * total:.0f} ms inside ops")
+        ranked = sorted(timer.seconds.items(), key=lambda item: -item[1])[:top]
+        for op, seconds in ranked:
+            print(
+                f"#   {op:<34} {1e3 * seconds:8.1f} ms {100 * seconds / total:5.1f} % "
+                f"{timer.calls[op]:6d} calls"
+            )
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
     """Builds both engines, alternates timed steps, prints the table and `speedup <ratio>`."""
     torch.set_num_threads(args.threads)
@@ -206,6 +243,8 @@ def run_benchmark(args: argparse.Namespace) -> None:
         for runner in runners.values():
             runner.timed_step()
     memory = {name: peak_step_memory(runner) for name, runner in runners.items()}
+    if args.ops:
+        print_op_times(runners, args.ops)
     print(f"{'variant':<12} {'images/s':>9} {'step s':>8} {'batches %':>10} {'peak MiB':>9}")
     for name, runner in runners.items():
         print(
@@ -308,7 +347,16 @@ def main() -> None:
         action="store_true",
         help="also time the reference supernet in channels_last (an extra row)",
     )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU only: also print the N aten ops that take longest in one step, per variant",
+    )
     args = parser.parse_args()
+    if args.ops and not args.device.startswith("cpu"):
+        parser.error(f"--ops times ops on the CPU only, got --device {args.device}")
     if args.depthwise:
         depthwise_table(args)
     else:

@@ -17,6 +17,7 @@ from hls_tune.nas.supernet import BbnDartsSupernet, DartsSupernet, SearchCell, c
 
 _OP = {name: index for index, name in enumerate(PRIMITIVES)}
 _CONV_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+_POOL_OPS = ("max_pool_3x3", "avg_pool_3x3")
 
 # Hand-written depthwise backward on CPU for stride-1 kernels, per (kernel size, dilation):
 # True = ours (input grad = forward conv with the flipped kernel; weight grad = aten's
@@ -230,6 +231,33 @@ def _shared_batch_norm(x: torch.Tensor, norms: Sequence[nn.BatchNorm2d]) -> torc
     return out
 
 
+def _add_shared(total: torch.Tensor, alphas: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    """total + Σ_k shared_k ⊗ α[:, k], as one matrix multiply-add.
+
+    `total`: the N×(E·C)×H×W sum of the edges' own candidates (edge-major channels);
+    `shared`: N×(K·C)×H×W, K tensors every edge of the source state adds with its own
+    weight α[e, k] (the pooled-and-normalised states and, at stride 1, the skip
+    connection). With pixels as rows (channels_last, P = N·H·W) this is
+    total + S·(αᵀ ⊗ I_C): one GEMM that reads S and total once, where K broadcast
+    multiply-adds each make a pass over the E-times-larger sum; its backward is two GEMMs
+    that read the gradient once each, where autograd's backward of the broadcasts writes
+    and re-reads two E-times-larger temporaries per term. Kept in float32 under autocast,
+    as the reference's Σ α·op(x) is.
+    """
+    n, width, h, w = total.shape
+    channels = width // alphas.shape[0]
+    dtype = torch.promote_types(total.dtype, torch.float32)
+    with torch.autocast(total.device.type, enabled=False):
+        eye = torch.eye(channels, dtype=dtype, device=alphas.device)
+        # αᵀ ⊗ I_C, row k·C + c, column e·C + c' (torch.kron fails on a K×1 operand)
+        mixing = alphas.t().to(dtype)[:, None, :, None] * eye[None, :, None, :]
+        mixing = mixing.reshape(shared.shape[1], width)
+        rows = total.to(dtype).permute(0, 2, 3, 1).reshape(-1, width)
+        terms = shared.to(dtype).permute(0, 2, 3, 1).reshape(-1, shared.shape[1])
+        mixed = torch.addmm(rows, terms, mixing)
+    return mixed.view(n, h, w, width).permute(0, 3, 1, 2)
+
+
 def _per_channel(values: torch.Tensor, channels: int) -> torch.Tensor:
     """(E,) per-edge scalars → (E·channels,) per-channel vector, edge-major."""
     # contiguous(): for one edge the reshape is a stride-0 view, which aten's CPU batch-norm
@@ -284,6 +312,10 @@ class FusedSearchCell(SearchCell):
     - max-pool and avg-pool run once; in training mode their non-affine BatchNorm runs
       once too (equal inputs give equal batch statistics), each edge's BN module still
       getting its own running-stat update; in eval mode each edge uses its own stats;
+    - the tensors every edge adds with its own weight (in training mode the two normalised
+      pools, at stride 1 the skip connection) are mixed into all E edge sums by one matrix
+      multiply-add (`_add_shared`), whose backward reads the gradient twice instead of
+      writing and re-reading E-times-larger temporaries for every term;
     - `none` is never computed;
     - PC-DARTS (partial channels): the searched slice goes through the same fused path with
       op weights α·β, the bypassed channels (max-pooled on stride-2 edges, shared) are
@@ -376,15 +408,28 @@ class FusedSearchCell(SearchCell):
         if stride == 2:
             skip = op_weights[:, _OP["skip_connect"]]
             total.add_(self._factorized_reduces(edges, relu, skip, channels_last))
-        # The first pooled term is added out of place: it makes the N×E×C×H×W sum a tensor
-        # of its own, so that the in-place adds after it are not in-place ops on a view
-        # (whose backward would clone the whole base each time).
-        out = total.unflatten(1, (count, searched.shape[1]))
-        out = self._add_pooled(out, edges, searched, op_weights, stride, channels_last)
+        pools = {name: self._pool(name, searched, stride) for name in _POOL_OPS}
+        names: list[str] = []
+        shared: list[torch.Tensor] = []
+        if edges[0].ops[_OP[_POOL_OPS[0]]][1].training:
+            # Equal inputs give equal batch statistics: one non-affine BN per pool.
+            for name, pool in pools.items():
+                names.append(name)
+                shared.append(_shared_batch_norm(pool, _pool_norms(edges, name)))
+        else:  # eval: each edge normalises with its own running statistics
+            for name, pool in pools.items():
+                tiled = _tile(pool, count, channels_last)
+                alpha = _per_channel(op_weights[:, _OP[name]], pool.shape[1])
+                total.add_(_grouped_batch_norm(tiled, _pool_norms(edges, name), alpha))
         if stride == 1:
-            skip = op_weights[:, _OP["skip_connect"]].view(1, count, 1, 1, 1)
-            out.addcmul_(searched.unsqueeze(1), skip)
-        return out, bypass_terms
+            names.append("skip_connect")
+            shared.append(searched)
+        if shared:
+            alphas = op_weights[:, [_OP[name] for name in names]]
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            both = torch.cat(shared, 1).contiguous(memory_format=layout)
+            total = _add_shared(total, alphas, both)
+        return total.unflatten(1, (count, searched.shape[1])), bypass_terms
 
     def _conv_candidate(
         self,
@@ -441,35 +486,17 @@ class FusedSearchCell(SearchCell):
             both = both.contiguous(memory_format=torch.channels_last)
         return _grouped_batch_norm(both, [r.bn for r in reduces], _per_channel(alpha, 2 * half))
 
-    def _add_pooled(
-        self,
-        out: torch.Tensor,
-        edges: Sequence[nn.Module],
-        searched: torch.Tensor,
-        op_weights: torch.Tensor,
-        stride: int,
-        channels_last: bool,
-    ) -> torch.Tensor:
-        """Σ_pool α·BN(pool(x)) + the N×E×C×H×W edge outputs (pools computed once); the
-        result is a new tensor, not a view of `out`."""
-        count, channels = out.shape[1], out.shape[2]
-        pooled = {
-            "max_pool_3x3": F.max_pool2d(searched, 3, stride, 1),
-            "avg_pool_3x3": F.avg_pool2d(searched, 3, stride, 1, count_include_pad=False),
-        }
-        for index, (name, pool) in enumerate(pooled.items()):
-            norms = [edge.ops[_OP[name]][1] for edge in edges]
-            alpha = op_weights[:, _OP[name]]
-            if norms[0].training:
-                normalised = _shared_batch_norm(pool, norms).unsqueeze(1)
-                scale = alpha.view(1, count, 1, 1, 1)
-                out = out.addcmul_(normalised, scale) if index else out.addcmul(normalised, scale)
-            else:  # eval: each edge normalises with its own running statistics
-                tiled = _tile(pool, count, channels_last)
-                normalised = _grouped_batch_norm(tiled, norms, _per_channel(alpha, channels))
-                normalised = normalised.unflatten(1, (count, channels))
-                out = out.add_(normalised) if index else out.add(normalised)
-        return out
+    @staticmethod
+    def _pool(name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+        """A pool candidate's pooling (before its BatchNorm), computed once for all edges."""
+        if name == "max_pool_3x3":
+            return F.max_pool2d(x, 3, stride, 1)
+        return F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+
+
+def _pool_norms(edges: Sequence[nn.Module], name: str) -> list[nn.BatchNorm2d]:
+    """Each edge's BatchNorm after the pool candidate `name`."""
+    return [edge.ops[_OP[name]][1] for edge in edges]
 
 
 def _unbind_or_none(values: torch.Tensor | None, count: int) -> Sequence[torch.Tensor | None]:
