@@ -345,8 +345,10 @@ class FusedSearchCell(SearchCell):
             searched, bypass = self._source_outputs(
                 states[source.state], source, weights, edge_weights
             )
-            # unbind, not indexing: its backward is one stack, not E zero-filled copies.
-            for k, (node, term) in enumerate(zip(source.nodes, searched.unbind(1), strict=True)):
+            # split, not indexing: its backward is one cat along channels (channels_last
+            # kept), not E zero-filled copies.
+            terms = searched.split(searched.shape[1] // len(source.nodes), dim=1)
+            for k, (node, term) in enumerate(zip(source.nodes, terms, strict=True)):
                 total = searched_sums[node]
                 searched_sums[node] = term if total is None else total + term
                 if bypass is not None:
@@ -377,7 +379,8 @@ class FusedSearchCell(SearchCell):
         weights: torch.Tensor,
         edge_weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """All edges reading `state`: (N×E×C'×H×W searched-part outputs, bypass parts)."""
+        """All edges reading `state`: (N×(E·C')×H×W searched-part outputs, edge-major
+        channels, and the bypass parts)."""
         edges = [self.edges[e] for e in source.edges]
         count, first = len(edges), edges[0]
         stride = 2 if self.reduction and source.state < 2 else 1
@@ -429,7 +432,7 @@ class FusedSearchCell(SearchCell):
             layout = torch.channels_last if channels_last else torch.contiguous_format
             both = torch.cat(shared, 1).contiguous(memory_format=layout)
             total = _add_shared(total, alphas, both)
-        return total.unflatten(1, (count, searched.shape[1])), bypass_terms
+        return total, bypass_terms
 
     def _conv_candidate(
         self,
