@@ -1,0 +1,36 @@
+"""The search benchmark runs end to end on the tiny config and keeps its output contract."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_search_benchmark_ends_with_the_speedup_line_and_prints_op_times():
+    done = _run("--config", "tiny", "--steps", "1", "--warmup", "0", "--threads", "1", "--ops", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"speedup \d+\.\d\d", lines[-1]), lines[-1]
+    for variant in ("reference", "fused"):
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"# {variant}: "))
+        assert re.match(rf"# {variant}: \d+ aten calls, \d+ ms inside ops", lines[header])
+        ops = lines[header + 1 : header + 4]
+        assert all(re.match(r"#   \w+ +\d+\.\d ms", line) for line in ops), ops
+
+
+def test_op_times_on_a_gpu_are_refused_as_a_usage_error():
+    done = _run("--device", "cuda", "--ops", "3")
+    assert done.returncode == 2
+    assert "--ops times ops on the CPU only, got --device cuda" in done.stderr
