@@ -197,7 +197,7 @@ class _OpTimer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         out = func(*args, **(kwargs or {}))
-        name = str(func.overloadpacket.__name__)
+        name = func.overloadpacket.__name__
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
         self.calls[name] = self.calls.get(name, 0) + 1
         return out

@@ -412,25 +412,23 @@ class FusedSearchCell(SearchCell):
             skip = op_weights[:, _OP["skip_connect"]]
             total.add_(self._factorized_reduces(edges, relu, skip, channels_last))
         pools = {name: self._pool(name, searched, stride) for name in _POOL_OPS}
-        names: list[str] = []
-        shared: list[torch.Tensor] = []
-        if edges[0].ops[_OP[_POOL_OPS[0]]][1].training:
+        # Tensors every edge adds with its own α, by candidate name.
+        shared: dict[str, torch.Tensor] = {}
+        if _pool_norms(edges, _POOL_OPS[0])[0].training:
             # Equal inputs give equal batch statistics: one non-affine BN per pool.
             for name, pool in pools.items():
-                names.append(name)
-                shared.append(_shared_batch_norm(pool, _pool_norms(edges, name)))
+                shared[name] = _shared_batch_norm(pool, _pool_norms(edges, name))
         else:  # eval: each edge normalises with its own running statistics
             for name, pool in pools.items():
                 tiled = _tile(pool, count, channels_last)
                 alpha = _per_channel(op_weights[:, _OP[name]], pool.shape[1])
                 total.add_(_grouped_batch_norm(tiled, _pool_norms(edges, name), alpha))
         if stride == 1:
-            names.append("skip_connect")
-            shared.append(searched)
+            shared["skip_connect"] = searched
         if shared:
-            alphas = op_weights[:, [_OP[name] for name in names]]
+            alphas = op_weights[:, [_OP[name] for name in shared]]
             layout = torch.channels_last if channels_last else torch.contiguous_format
-            both = torch.cat(shared, 1).contiguous(memory_format=layout)
+            both = torch.cat(list(shared.values()), 1).contiguous(memory_format=layout)
             total = _add_shared(total, alphas, both)
         return total, bypass_terms
 
