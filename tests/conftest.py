@@ -306,8 +306,13 @@ def _artifacts_outside_the_repository(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     """Workers started without --artifacts write their figures to ./artifacts by default;
-    in the tests that default points into the session's temporary directory instead."""
+    in the tests that default points into the session's temporary directory instead, and the
+    `hls-tune` processes of `helpers` run in a scratch directory there (so ./checkpoints and
+    other relative defaults stay out of the repository)."""
+    from . import helpers
+
     patch = pytest.MonkeyPatch()
     patch.setenv("HLS_TUNE_ARTIFACTS", str(tmp_path_factory.mktemp("default-artifacts")))
+    patch.setattr(helpers, "scratch_cwd", tmp_path_factory.mktemp("cwd"))
     yield
     patch.undo()

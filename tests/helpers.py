@@ -7,6 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The working directory of the `hls-tune` processes the tests start when they name none: a
+# scratch directory of the test session (set by conftest), so that a default output directory
+# (./checkpoints, ./artifacts, ./runs) a test forgets to point into its tmp_path never lands
+# in the repository.
+scratch_cwd: Path | None = None
+
 TINY_STUDY = """
 [study]
 name = "{name}"
@@ -70,7 +78,10 @@ def write_study(
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a real `hls-tune` process: one torch thread, no stray storage."""
     env = {k: v for k, v in os.environ.items() if k not in ("HLS_TUNE_STORAGE", "OPTUNA_STORAGE")}
-    return env | {"OMP_NUM_THREADS": "1", "HLS_TUNE_THREADS": "1", "PYTHONUNBUFFERED": "1"} | extra
+    # The process may run outside the repository (see scratch_cwd): import this tree's package.
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env |= {"OMP_NUM_THREADS": "1", "HLS_TUNE_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return env | {"PYTHONPATH": path} | extra
 
 
 def hls_tune(
@@ -81,7 +92,7 @@ def hls_tune(
         [sys.executable, "-m", "hls_tune", *args],
         capture_output=True,
         text=True,
-        cwd=cwd,
+        cwd=cwd or scratch_cwd,
         env=cli_env(**env),
         timeout=timeout,
         check=False,
@@ -95,6 +106,6 @@ def start_hls_tune(*args: str, cwd: Path | None = None, **env: str) -> subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=cwd,
+        cwd=cwd or scratch_cwd,
         env=cli_env(**env),
     )

@@ -196,7 +196,16 @@ def test_an_out_of_memory_trial_fails_with_its_reason_and_the_worker_goes_on(tmp
     path = write_study(tmp_path / "study.toml", n_trials=2, epochs=1)
     path.write_text(path.read_text().replace("channels = 4", "channels = 100000"))
     assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
-    result = hls_tune("worker", "--study", "tiny", "--storage", url, "--no-progress")
+    result = hls_tune(
+        "worker",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--no-progress",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+    )
     assert result.returncode == 0, result.stderr
     trials = _study(url).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 2

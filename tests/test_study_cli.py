@@ -157,7 +157,9 @@ def test_two_sqlite_workers_share_the_budget_and_export_round_trips(tmp_path):
 def test_study_show_and_delete(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     hls_tune("study", "create", str(write_study(tmp_path / "a.toml", n_trials=1)), "--storage", url)
-    assert hls_tune("worker", "--study", "tiny", "--storage", url, "--no-progress").returncode == 0
+    ckpt = str(tmp_path / "ckpt")
+    worker = ("worker", "--study", "tiny", "--storage", url, "--no-progress")
+    assert hls_tune(*worker, "--checkpoint-dir", ckpt).returncode == 0
     shown = hls_tune("study", "show", "tiny", "--storage", url)
     assert shown.returncode == 0
     assert "1 complete" in shown.stdout and "best: trial 0" in shown.stdout
@@ -231,7 +233,9 @@ def test_journal_storage_runs_a_study(tmp_path):
         ).returncode
         == 0
     )
-    assert hls_tune("worker", "--study", "tiny", "--storage", url, "--no-progress").returncode == 0
+    ckpt = str(tmp_path / "ckpt")
+    worker = ("worker", "--study", "tiny", "--storage", url, "--no-progress")
+    assert hls_tune(*worker, "--checkpoint-dir", ckpt).returncode == 0
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))
     )
