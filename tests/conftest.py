@@ -21,6 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The machine running the suite is shared: a property test's example may take longer than
+# hypothesis's default 200 ms deadline without anything being wrong.
+settings.register_profile("hls-tune", deadline=None)
+settings.load_profile("hls-tune")
 
 POSTGRES_URL_ENV_VAR = "HLS_TUNE_TEST_POSTGRES_URL"
 _NO_POSTGRES = f"no PostgreSQL: set {POSTGRES_URL_ENV_VAR} or install initdb"

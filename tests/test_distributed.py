@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,33 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+class _Output:
+    """What a process prints (stdout with stderr), collected line by line by a thread, so a
+    test can wait for a line while the process runs."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        self.process, self.lines = process, []
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(iter(process.stdout.readline, "")), daemon=True
+        )
+        self._reader.start()
+
+    def says(self, text: str) -> bool:
+        return text in "".join(self.lines)
+
+    def finish(self, timeout: float = 500) -> str:
+        """Waits for the process to exit (killing it after `timeout`); all it printed."""
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._reader.join(timeout=30)
+        return "".join(self.lines)
 
 
 def _create(tmp_path: Path, url: str, **study) -> None:
@@ -152,11 +181,15 @@ def test_workers_survive_a_postgres_restart_without_losing_a_reported_value(
         )
         for _ in range(2)
     ]
+    logs = [_Output(w) for w in workers]
     _wait_for(lambda: any(ckpt.rglob("trial-*.pt")), 300, "a running trial")
     restartable_postgres_server.stop()
-    time.sleep(4)
-    restartable_postgres_server.start()
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    try:  # the server stays down until a worker has met the outage (its next storage call)
+        _wait_for(lambda: any(log.says("storage unreachable") for log in logs), 120,
+                  "a worker to find the storage unreachable")  # fmt: skip
+    finally:
+        restartable_postgres_server.start()
+    outputs = [log.finish() for log in logs]
     assert all(w.returncode == 0 for w in workers), outputs
     assert any("storage unreachable" in out for out in outputs), outputs
     trials = _study(url).get_trials()
@@ -180,7 +213,7 @@ def test_eight_cpu_workers_share_one_file_without_storage_errors(tmp_path, schem
         "8",
         "--checkpoint-dir",
         str(tmp_path / "ckpt"),
-        timeout=900,
+        timeout=500,  # below pytest's 600 s, so a hang fails with the launcher's output
     )
     assert result.returncode == 0, result.stdout + result.stderr
     trials = _study(url).get_trials()

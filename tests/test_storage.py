@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
 import socket
 import sqlite3
 import subprocess
@@ -60,6 +61,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _first_line(process: subprocess.Popen, timeout: float) -> str:
+    """The first line `process` prints, waiting for it at most `timeout` seconds (a worker
+    that hangs before saying "ready" fails the test instead of blocking it)."""
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no line from the worker within {timeout:.0f} s") from None
+
+
 def _run_workers_concurrently(url: str, n_workers: int, n_trials: int) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -78,9 +91,8 @@ def _run_workers_concurrently(url: str, n_workers: int, n_trials: int) -> None:
     ]
     try:
         for worker in workers:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            assert line.strip() == "ready", worker.communicate(timeout=30)[1]
+            line = _first_line(worker, timeout=120)
+            assert line.strip() == "ready", (line, worker.communicate(timeout=30)[1])
         for worker in workers:
             assert worker.stdin is not None
             worker.stdin.write("go\n")
