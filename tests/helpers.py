@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +113,24 @@ def start_hls_tune(*args: str, cwd: Path | None = None, **env: str) -> subproces
         cwd=cwd or scratch_cwd,
         env=cli_env(**env),
     )
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI=true``), where every real component must be there."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing_component(reason: str) -> NoReturn:
+    """Skips the test for a missing real component (Chromium, docker-compose, Graphviz,
+    PostgreSQL's initdb) saying why, or, in CI, fails it: CI must not pass by skipping."""
+    if in_ci():
+        pytest.fail(f"CI=true, and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_program(name: str, reason: str) -> str:
+    """The path of program `name`; skips (outside CI) or fails (in CI) the test without it."""
+    found = shutil.which(name)
+    if found is None:
+        missing_component(f"{name} is not installed: {reason}")
+    return found

@@ -1,8 +1,9 @@
 """`hls-tune dashboard` as a real process, looked at by a real headless Chromium.
 
 The browser test needs Chromium (`apt-get install chromium`; CI's `.ci/run` installs it) and
-is skipped, saying so, where none is installed. The screenshot is kept under the test's
-tmp_path and, when HLS_TUNE_TEST_OUTPUTS names a directory, copied there.
+is skipped, saying so, where none is installed; in CI (`CI=true`) it fails instead. The
+screenshot is kept under the test's tmp_path and, when HLS_TUNE_TEST_OUTPUTS names a
+directory, copied there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from PIL import Image
 
 from .browser import Browser, find_chromium
-from .helpers import hls_tune, start_hls_tune
+from .helpers import hls_tune, missing_component, start_hls_tune
 from .report_study import expected_artifacts, finished_study
 
 pytestmark = pytest.mark.slow
@@ -81,10 +82,11 @@ _LOADED_ARTIFACT_IMAGES = """Array.from(document.images)
   .map(i => i.src)"""
 
 
-@pytest.mark.skipif(find_chromium() is None, reason="no Chromium: apt-get install chromium")
 def test_a_trials_page_lists_its_artifacts_and_its_images_load_in_chromium(
     tmp_path_factory, tmp_path
 ):
+    if find_chromium() is None:
+        missing_component("no Chromium (apt-get install chromium)")
     study = finished_study(tmp_path_factory)
     trials = optuna.load_study(study_name=study.name, storage=study.url).get_trials()
     best = max(trials, key=lambda t: (t.value, -t.number))

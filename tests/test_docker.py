@@ -27,6 +27,8 @@ from click.testing import CliRunner
 from hls_tune.cli import cli
 from hls_tune.config import load_study_file
 
+from .helpers import missing_component
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
@@ -290,7 +292,7 @@ def _compose_client() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     client = _compose_client()
     if client is None:
-        pytest.skip("no docker compose client installed")
+        missing_component("no docker compose client (apt-get install docker-compose)")
     # A copy with .env made from .env.example: the real docker/.env is the user's.
     copy = tmp_path / "repo"
     shutil.copytree(DOCKER, copy / "docker")

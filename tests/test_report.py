@@ -24,7 +24,7 @@ from hls_tune.nas.genotype import Genotype, builtin_genotype
 from hls_tune.objective import Objective
 from hls_tune.report import genotype_rows, write_report
 
-from .helpers import hls_tune, write_study
+from .helpers import hls_tune, require_program, write_study
 from .report_study import N_TRIALS, expected_artifacts, finished_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -153,8 +153,8 @@ def test_cell_diagrams_draw_without_graphviz(tmp_path):
     assert b"<svg" in svg.read_bytes()
 
 
-@pytest.mark.skipif(not plots.dot_available(), reason="Graphviz's dot is not installed")
 def test_cell_diagrams_use_graphviz_where_dot_exists(tmp_path):
+    require_program("dot", "Graphviz renders the cell diagrams (apt-get install graphviz)")
     genotype = builtin_genotype("pc_darts")
     path, engine = plots.cell_diagram(genotype.normal, genotype.normal_concat, tmp_path / "n.png")
     assert engine == "dot"
