@@ -1,0 +1,115 @@
+"""Conditional sampling (hls_tune.space, the only caller of `trial.suggest_*`): a trial
+records exactly the parameters its α-LR shape and mixing form use, and under the grid
+sampler every entry of the space. Real Optuna trials of an in-memory study."""
+
+from __future__ import annotations
+
+import itertools
+
+import optuna
+import pytest
+
+from hls_tune.config import parse_study_text
+from hls_tune.schedules import ALPHA_LR_SHAPES, MIX_FORMS
+from hls_tune.space import grid_search_space, suggest
+
+STUDY = """
+[study]
+name = "space"
+[data]
+dataset = "digits"
+[engine]
+channels = 4
+layers = 3
+[space]
+alpha_lr = {{ low = 1e-4, high = 1e-2, log = true }}
+alpha_lr_shape = {shapes}
+alpha_lr_b1 = {{ low = 0.1, high = 0.9 }}
+alpha_lr_span = {{ low = 0.1, high = 0.9 }}
+alpha_lr_floor = {{ low = 0.0, high = 0.5 }}
+coupling = "mixing"
+mix_form = {forms}
+mix_steepness = {{ low = 1.0, high = 20.0 }}
+mix_constant = {{ low = 0.0, high = 1.0 }}
+mix_switch = {{ low = 0.1, high = 0.9 }}
+"""
+
+# Written out here, not derived from the code under test: what each shape and form uses.
+ALWAYS = {"alpha_lr", "alpha_lr_shape", "mix_form"}  # `coupling` is fixed: never suggested
+SHAPE_PARAMS = {
+    "constant": set(),
+    "step": {"alpha_lr_b1", "alpha_lr_floor"},
+    "linear": {"alpha_lr_b1", "alpha_lr_span", "alpha_lr_floor"},
+    "cosine": {"alpha_lr_b1", "alpha_lr_span", "alpha_lr_floor"},
+    "exponential": {"alpha_lr_b1", "alpha_lr_span", "alpha_lr_floor"},
+    "warmup_hold_decay": {"alpha_lr_b1", "alpha_lr_span", "alpha_lr_floor"},
+}
+FORM_PARAMS = {
+    "parabolic": set(),
+    "linear": set(),
+    "cosine": set(),
+    "sigmoid": {"mix_steepness"},
+    "step": {"mix_switch"},
+    "constant": {"mix_constant"},
+    "parabolic_increment": set(),
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_the_tables_here_cover_every_shape_and_form():
+    assert set(SHAPE_PARAMS) == set(ALPHA_LR_SHAPES)
+    assert set(FORM_PARAMS) == set(MIX_FORMS)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_trial_records_exactly_the_parameters_its_shape_and_form_use(sampler):
+    study_file = parse_study_text(
+        STUDY.format(shapes=list(ALPHA_LR_SHAPES), forms=list(MIX_FORMS)).replace("'", '"')
+    )
+    samplers = {
+        "random": optuna.samplers.RandomSampler(seed=0),
+        "tpe": optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
+    }
+    study = optuna.create_study(sampler=samplers[sampler])
+    combinations = list(itertools.product(ALPHA_LR_SHAPES, MIX_FORMS))
+    for shape, form in combinations:
+        study.enqueue_trial({"alpha_lr_shape": shape, "mix_form": form})
+    for shape, form in combinations:
+        trial = study.ask()
+        config, values = suggest(trial, study_file)
+        study.tell(trial, config.alpha_lr)
+        recorded = study.trials[trial.number].params  # as the storage keeps them
+        assert (recorded["alpha_lr_shape"], recorded["mix_form"]) == (shape, form)
+        expected = ALWAYS | SHAPE_PARAMS[shape] | FORM_PARAMS[form]
+        assert set(recorded) == expected, (shape, form)
+        assert set(values) == expected | {"coupling"}, (shape, form)
+        assert config.schedule.alpha_lr_shape == shape and config.schedule.mix_form == form
+
+
+def test_under_the_grid_sampler_every_trial_records_every_entry():
+    one_each = STUDY.replace("{{ low = 0.1, high = 0.9 }}", "[0.5]")
+    one_each = one_each.replace("{{ low = 0.0, high = 0.5 }}", "[0.2]")
+    one_each = one_each.replace("{{ low = 0.0, high = 1.0 }}", "[0.3]")
+    one_each = one_each.replace("{{ low = 1.0, high = 20.0 }}", "[5.0]")
+    one_each = one_each.replace("{{ low = 1e-4, high = 1e-2, log = true }}", "[1e-3]")
+    study_file = parse_study_text(
+        one_each.format(shapes='["constant", "step"]', forms='["parabolic", "sigmoid"]')
+    )
+    space = grid_search_space(study_file)
+    every = ALWAYS | set().union(*SHAPE_PARAMS.values(), *FORM_PARAMS.values())
+    assert set(space) == every
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(space, seed=0))
+    seen = []
+
+    def objective(trial: optuna.Trial) -> float:
+        config, _ = suggest(trial, study_file)
+        seen.append((config.schedule.alpha_lr_shape, config.schedule.mix_form))
+        return config.alpha_lr
+
+    study.optimize(objective, n_trials=10)  # the grid sampler stops the study after 4
+    assert [set(t.params) for t in study.trials] == [every] * 4
+    assert sorted(seen) == sorted(itertools.product(["constant", "step"], ["parabolic", "sigmoid"]))
