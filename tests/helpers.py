@@ -120,6 +120,11 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+# The one skip CI allows: this machine (and CI's) has no GPU, so a test of the CUDA path runs
+# its CPU equivalent here and the CUDA path itself only where a device exists.
+NO_CUDA = "no CUDA device: the CUDA path runs where one exists; its CPU equivalent runs here"
+
+
 def missing_component(reason: str) -> NoReturn:
     """Skips the test for a missing real component (Chromium, docker-compose, Graphviz,
     PostgreSQL's initdb) saying why, or, in CI, fails it: CI must not pass by skipping."""
