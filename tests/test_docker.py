@@ -24,7 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 from hls_tune.cli import cli
-from hls_tune.config import load_study_file
+from hls_tune.study.config import load_study_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
