@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hls_tune.engine.nas.darts_format import darts_python_module
 
+from hls_tune.engine.nas.darts_format import darts_python_module
 from hls_tune.engine.nas.genotype import Genotype
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
