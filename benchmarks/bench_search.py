@@ -4,7 +4,7 @@ process, on synthetic uint8 data; prints a table, then `speedup <fused/reference
 
 # Measured on: see docs/performance.md (hardware, threads, torch version, tables).
 #
-# Both engines are `hls_tune.search._Search` objects built from the same config (only the
+# Both engines are `hls_tune.engine.search.Search` objects built from the same config (only the
 # execution settings differ: reference = fused off, channels_last off, amp off; fused = the
 # defaults), so a step is exactly the engine's: draw the weight and α batches on the device,
 # α step (first order), weight step. The timed steps alternate between the variants and the
@@ -25,7 +25,7 @@ process, on synthetic uint8 data; prints a table, then `speedup <fused/reference
 #              before the step.
 #
 # `--depthwise` prints the depthwise-backward table behind
-# `hls_tune.nas.fused.CUSTOM_DEPTHWISE_BACKWARD` instead. `--ops N` (CPU) adds, per variant,
+# `hls_tune.engine.nas.fused.CUSTOM_DEPTHWISE_BACKWARD` instead. `--ops N` (CPU) adds, per variant,
 # the N aten ops that took longest in one step, each op timed around its own kernel call
 # (a dispatch mode, so Python and autograd overhead between ops is not counted):
 # torch.profiler's per-op overhead distorts the many small calls of a step severalfold.
@@ -47,9 +47,10 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from hls_tune import search
-from hls_tune.data import ImageSet, LongTailData
-from hls_tune.settings import SearchConfig
+from hls_tune.engine import search
+from hls_tune.engine.data import ImageSet, LongTailData
+from hls_tune.engine.device import resolve_device
+from hls_tune.engine.settings import SearchConfig
 
 CONFIGS: dict[str, dict[str, int]] = {
     # name: channels C, layers L, batch size, image side
@@ -124,8 +125,8 @@ class _Variant:
 
     def __init__(self, config: SearchConfig, data: LongTailData) -> None:
         self.config = config
-        self.device = search.resolve_device(config.device)
-        self.engine = search._Search(config, data, self.device)
+        self.device = resolve_device(config.device)
+        self.engine = search.Search(config, data, self.device)
         self.engine.model.train()
         self.mixing_ratio = search._mixing_ratio(config, 0.0)
         self.step_seconds: list[float] = []
@@ -271,7 +272,7 @@ def _depthwise_times(
     gradient only (what the α step needs) and with input and weight gradients (the weight
     step), for aten and for ours (`_DepthwiseConv2d` at stride 1; at stride 2, dilation 2,
     the undilated conv on the (0, 0) phase that `FusedSearchCell` runs)."""
-    from hls_tune.nas.fused import _DepthwiseConv2d
+    from hls_tune.engine.nas.fused import _DepthwiseConv2d
 
     padding = dilation * (kernel - 1) // 2
     x = torch.randn(n, channels, size, size).contiguous(memory_format=torch.channels_last)

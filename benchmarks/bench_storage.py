@@ -1,7 +1,7 @@
 """Study throughput on PostgreSQL with 1, 2 and 4 worker processes, and the storage time per epoch.
 
 Each worker is a separate process that opens the storage exactly as `hls-tune worker` does
-(`hls_tune.worker.open_worker_storage`: Optuna's trial cache, retries, claim-only trial
+(`hls_tune.study.worker.open_worker_storage`: Optuna's trial cache, retries, claim-only trial
 creation, a 30 s heartbeat and Optuna's retry callback) and runs the worker's loop: fail
 stale trials, look for a queued trial, `study.optimize(n_trials=1)`; the study's budget
 is queued at creation as `hls-tune study create` does. A trial suggests the eight HLS
@@ -70,9 +70,9 @@ import sqlalchemy
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from hls_tune.storage import describe, open_storage, redact
-from hls_tune.study import queue_budget, work_left
-from hls_tune.worker import open_worker_storage, retry_callback
+from hls_tune.study.storage import describe, open_storage, redact
+from hls_tune.study.study import queue_budget, work_left
+from hls_tune.study.worker import open_worker_storage, retry_callback
 
 WORKER_COUNTS = (1, 2, 4)
 # As `hls-tune worker`: heartbeat every 30 s, a trial is stale after 3 missed beats.

@@ -1,6 +1,7 @@
 """hls-tune: Optuna studies for BBN-DARTS with heterogeneous learning-rate scheduling.
 
-The engine is usable without Optuna::
+The engine (`hls_tune.engine`, no Optuna) is usable as a library; the study layer
+(`hls_tune.study`, Optuna) and the command line (`hls_tune.cli`) sit on top of it::
 
     from hls_tune import SearchConfig, DataConfig, run_search
     result = run_search(SearchConfig(method="hls", data=DataConfig(image_size=8),
@@ -12,18 +13,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hls_tune.engine import DataConfig, Genotype, HLSSchedule, SearchConfig, run_search
 from hls_tune.errors import ConfigError, HlsTuneError, NonFiniteLossError
-from hls_tune.nas.genotype import Genotype
-from hls_tune.schedules import HLSSchedule
-from hls_tune.settings import DataConfig, SearchConfig
-
-
-def run_search(config: SearchConfig, **kwargs: object) -> object:
-    """`hls_tune.search.run` (imported lazily: torch loads only when a search runs)."""
-    from hls_tune.search import run
-
-    return run(config, **kwargs)  # type: ignore[arg-type]
-
 
 try:
     __version__ = version("hls-tune")

@@ -271,7 +271,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     else:
         problem = ""
     if problem:
-        from hls_tune.storage import redact
+        from hls_tune.study.storage import redact
 
         pytest.fail(
             f"{POSTGRES_URL_ENV_VAR}={redact(admin_url)!r} is set but unusable: "

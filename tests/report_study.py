@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hls_tune.plots import dot_available
+from hls_tune.engine.plots import dot_available
 
 from .helpers import hls_tune, write_study
 

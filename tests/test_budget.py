@@ -10,9 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hls_tune.config import load_study_file
-from hls_tune.study import create_study, load_study, trials_done, work_left
-from hls_tune.worker import _NothingQueued, open_worker_storage
+from hls_tune.study.config import load_study_file
+from hls_tune.study.study import create_study, load_study, trials_done, work_left
+from hls_tune.study.worker import _NothingQueued, open_worker_storage
 
 from .helpers import write_study
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from hls_tune.compare import Summary, compare_study, comparison_rows
+from hls_tune.study.compare import Summary, compare_study, comparison_rows
 
 from .helpers import hls_tune, start_hls_tune
 

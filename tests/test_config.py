@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hls_tune.config import config_with, load_study_file, parse_study_text
+from hls_tune.engine.settings import SearchConfig
 from hls_tune.errors import ConfigError
-from hls_tune.settings import SearchConfig
+from hls_tune.study.config import config_with, load_study_file, parse_study_text
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 

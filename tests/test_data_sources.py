@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hls_tune.data.sources import DATASETS, ImageSet, load_source
+from hls_tune.engine.data.sources import DATASETS, ImageSet, load_source
 from hls_tune.errors import ConfigError
 
 # --- digits ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "3")
 
 
 def _study(url: str, name: str = "tiny") -> optuna.Study:
-    from hls_tune.storage import open_storage
+    from hls_tune.study.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(url))
 

@@ -25,7 +25,7 @@ import yaml
 from click.testing import CliRunner
 
 from hls_tune.cli import cli
-from hls_tune.config import load_study_file
+from hls_tune.study.config import load_study_file
 
 from .helpers import missing_component
 

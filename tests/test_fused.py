@@ -9,23 +9,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hls_tune import search
-from hls_tune.errors import ConfigError
-from hls_tune.nas import fused
-from hls_tune.nas.fused import (
+from hls_tune.engine import search
+from hls_tune.engine.nas import fused
+from hls_tune.engine.nas.fused import (
     FusedBbnDartsSupernet,
     FusedDartsSupernet,
     FusedSearchCell,
     amp_dtype,
     depthwise_conv2d,
 )
-from hls_tune.nas.supernet import (
+from hls_tune.engine.nas.supernet import (
     BbnDartsSupernet,
     DartsSupernet,
     SearchCell,
     node_normalised_edge_weights,
 )
-from hls_tune.settings import SearchConfig
+from hls_tune.engine.settings import SearchConfig
+from hls_tune.errors import ConfigError
 
 RTOL, ATOL = 1e-4, 1e-5  # float32: outputs and BN buffers
 KINDS = {

@@ -1,4 +1,4 @@
-"""Tests for hls_tune.nas.genotype: the record, its JSON and DARTS-file forms, derivation."""
+"""Tests for hls_tune.engine.nas.genotype: the record, its JSON and DARTS-file forms, derivation."""
 
 from __future__ import annotations
 
@@ -9,22 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
+from hls_tune.engine.nas.derive import derive_cell, derive_genotype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hls_tune.errors import ConfigError
-from hls_tune.nas.genotype import (
+from hls_tune.engine.nas.genotype import (
     BUILTIN_GENOTYPES,
     PRIMITIVES,
     Genotype,
     builtin_genotype,
     cell_nodes,
-    darts_python_module,
-    derive_cell,
-    derive_genotype,
-    parse_darts_python,
 )
+from hls_tune.errors import ConfigError
 
 DARTS_V2 = BUILTIN_GENOTYPES["darts_v2"]
 CONCAT = (2, 3, 4, 5)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hls_tune.data.loader import SAMPLERS, DeviceImages, augment_batch, class_probabilities
-from hls_tune.data.sources import ImageSet
+from hls_tune.engine.data.loader import SAMPLERS, DeviceImages, augment_batch, class_probabilities
+from hls_tune.engine.data.sources import ImageSet
 from hls_tune.errors import ConfigError
 
 COUNTS = [500, 200, 50, 10]

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hls_tune.data.longtail import (
+from hls_tune.engine.data.longtail import (
     SHOT_GROUPS,
     build_longtail,
     longtail_counts,
@@ -20,7 +20,7 @@ from hls_tune.data.longtail import (
     split_sizes,
     stratified_split,
 )
-from hls_tune.data.sources import ImageSet, SourceData
+from hls_tune.engine.data.sources import ImageSet, SourceData
 from hls_tune.errors import ConfigError
 
 # --- longtail_counts ------------------------------------------------------------------

@@ -10,19 +10,21 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hls_tune.study.trial_artifacts import genotype_rows
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 from PIL import Image
 
-from hls_tune import plots, search
-from hls_tune.artifacts import ARTIFACTS_ENV, artifacts_dir, open_artifact_store
-from hls_tune.config import load_study_file
+from hls_tune import engine
+from hls_tune.engine import plots
+from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
 from hls_tune.errors import NonFiniteLossError
-from hls_tune.launch import _worker_command, cpu_slots
-from hls_tune.nas.genotype import Genotype, builtin_genotype
-from hls_tune.objective import Objective
-from hls_tune.report import genotype_rows, write_report
+from hls_tune.study.artifacts import ARTIFACTS_ENV, artifacts_dir, open_artifact_store
+from hls_tune.study.config import load_study_file
+from hls_tune.study.launch import _worker_command, cpu_slots
+from hls_tune.study.objective import Objective
+from hls_tune.study.report import write_report
 
 from .helpers import hls_tune, require_program, write_study
 from .report_study import N_TRIALS, expected_artifacts, finished_study
@@ -117,7 +119,7 @@ def test_a_pruned_trial_gets_the_artifacts_of_the_epochs_it_ran(tmp_path):
 
 
 def test_a_diverged_trial_still_gets_its_figures(tmp_path, monkeypatch):
-    real_run = search.run
+    real_run = engine.run_search
 
     def diverge_after_first_epoch(config, *, on_epoch, **kwargs):
         def then_diverge(metrics):
@@ -126,7 +128,7 @@ def test_a_diverged_trial_still_gets_its_figures(tmp_path, monkeypatch):
 
         return real_run(config, on_epoch=then_diverge, **kwargs)
 
-    monkeypatch.setattr(search, "run", diverge_after_first_epoch)
+    monkeypatch.setattr(engine, "run_search", diverge_after_first_epoch)
     study_file = load_study_file(write_study(tmp_path / "s.toml", epochs=2))
     (tmp_path / "artifacts").mkdir()
     objective = Objective(

@@ -1,4 +1,4 @@
-"""Tests for hls_tune.schedules: μ(t) forms, α-LR shapes, couplings and HLSSchedule."""
+"""Tests for hls_tune.engine.schedules: μ(t) forms, α-LR shapes, couplings and HLSSchedule."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hls_tune.errors import ConfigError
-from hls_tune.schedules import (
+from hls_tune.engine.schedules import (
     ALPHA_GROUPS,
     ALPHA_LR_SHAPES,
     COUPLINGS,
@@ -22,6 +21,7 @@ from hls_tune.schedules import (
     is_symmetric,
     mixing_ratio,
 )
+from hls_tune.errors import ConfigError
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 steepness = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)

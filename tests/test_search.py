@@ -7,10 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from hls_tune import search
+from hls_tune import engine
+from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.device import resolve_device
+from hls_tune.engine.losses import class_loss_weights
+from hls_tune.engine.schedules import HLSSchedule
+from hls_tune.engine.settings import METHODS, DataConfig, SearchConfig
 from hls_tune.errors import ConfigError, NonFiniteLossError
-from hls_tune.schedules import HLSSchedule
-from hls_tune.settings import METHODS, DataConfig, SearchConfig
 
 TINY_DATA = DataConfig(
     dataset="digits",
@@ -42,14 +45,14 @@ def tiny_config(**overrides) -> SearchConfig:
 
 @pytest.fixture(scope="module")
 def data():
-    return search.prepare_data(TINY_DATA)
+    return prepare_data(TINY_DATA)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
     config = tiny_config(method=method, epochs=1, head_epochs=1)
     seen = []
-    result = search.run(config, data=data, on_epoch=lambda m: seen.append(m) or True)
+    result = engine.run_search(config, data=data, on_epoch=lambda m: seen.append(m) or True)
     assert len(seen) == config.total_epochs and result.history == tuple(seen)
     metrics = seen[0]
     assert 0.0 <= metrics.val_accuracy <= 1.0 and metrics.train_loss > 0
@@ -74,7 +77,7 @@ def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
 def test_hls_sets_each_group_learning_rate_from_the_schedule(data):
     schedule = HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2, mix_form="parabolic")
     config = tiny_config(epochs=2, schedule=schedule)
-    result = search.run(config, data=data)
+    result = engine.run_search(config, data=data)
     second = result.history[1]
     expected = config.schedule.alpha_lrs(config.alpha_lr, 0.5)
     assert second.alpha_lrs == pytest.approx(expected)
@@ -83,31 +86,31 @@ def test_hls_sets_each_group_learning_rate_from_the_schedule(data):
 
 
 def test_bbn_darts_uses_one_alpha_learning_rate_for_every_group(data):
-    result = search.run(tiny_config(method="bbn_darts", epochs=2), data=data)
+    result = engine.run_search(tiny_config(method="bbn_darts", epochs=2), data=data)
     for metrics in result.history:
         assert set(metrics.alpha_lrs.values()) == {3e-3}
 
 
 def test_architecture_parameters_move_during_search(data):
-    result = search.run(tiny_config(epochs=1), data=data)
+    result = engine.run_search(tiny_config(epochs=1), data=data)
     uniform = 1 / 8
     probabilities = torch.tensor(result.history[0].alphas["backbone_normal"])
     assert (probabilities - uniform).abs().max() > 1e-3
 
 
 def test_callback_returning_false_stops_the_run_without_touching_the_test_set(data):
-    result = search.run(tiny_config(epochs=3), data=data, on_epoch=lambda m: False)
+    result = engine.run_search(tiny_config(epochs=3), data=data, on_epoch=lambda m: False)
     assert len(result.history) == 1 and result.stopped_early
     assert result.test_accuracy is None
 
 
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(data, tmp_path):
     config = tiny_config(epochs=2)
-    straight = search.run(config, data=data)
+    straight = engine.run_search(config, data=data)
     ckpt = tmp_path / "search.pt"
-    first = search.run(config, data=data, on_epoch=lambda m: False, checkpoint=ckpt)
+    first = engine.run_search(config, data=data, on_epoch=lambda m: False, checkpoint=ckpt)
     assert first.stopped_early and ckpt.exists()
-    resumed = search.run(config, data=data, checkpoint=ckpt)
+    resumed = engine.run_search(config, data=data, checkpoint=ckpt)
     assert resumed.resumed_from_epoch == 1
     assert len(resumed.history) == 2
     assert resumed.history[1].alphas == straight.history[1].alphas
@@ -119,14 +122,14 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(data, tmp_p
 
 def test_a_checkpoint_from_other_settings_is_refused(data, tmp_path):
     ckpt = tmp_path / "search.pt"
-    search.run(tiny_config(epochs=2), data=data, on_epoch=lambda m: False, checkpoint=ckpt)
+    engine.run_search(tiny_config(epochs=2), data=data, on_epoch=lambda m: False, checkpoint=ckpt)
     with pytest.raises(ConfigError, match="different settings"):
-        search.run(tiny_config(epochs=2, alpha_lr=1e-3), data=data, checkpoint=ckpt)
+        engine.run_search(tiny_config(epochs=2, alpha_lr=1e-3), data=data, checkpoint=ckpt)
 
 
 def test_checkpoint_loads_with_weights_only(data, tmp_path):
     ckpt = tmp_path / "search.pt"
-    search.run(tiny_config(epochs=1), data=data, checkpoint=ckpt)
+    engine.run_search(tiny_config(epochs=1), data=data, checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 0 and len(state["history"]) == 1
 
@@ -134,15 +137,15 @@ def test_checkpoint_loads_with_weights_only(data, tmp_path):
 def test_non_finite_loss_stops_with_an_error_naming_epoch_and_step(data):
     config = tiny_config(method="darts", epochs=1, weight_lr=1e30, weight_lr_min=1e30)
     with pytest.raises(NonFiniteLossError) as caught:
-        search.run(config, data=data)
+        engine.run_search(config, data=data)
     assert caught.value.epoch == 0
     assert caught.value.step >= 1  # the first step's loss is computed before any update
     assert f"epoch 0, step {caught.value.step}" in str(caught.value)
 
 
 def test_second_order_gives_a_different_alpha_update_than_first_order(data):
-    first = search.run(tiny_config(method="darts", epochs=1), data=data)
-    second = search.run(tiny_config(method="darts", epochs=1, second_order=True), data=data)
+    first = engine.run_search(tiny_config(method="darts", epochs=1), data=data)
+    second = engine.run_search(tiny_config(method="darts", epochs=1, second_order=True), data=data)
     assert first.history[0].alphas != second.history[0].alphas
     assert torch.isfinite(torch.tensor(second.history[0].alphas["backbone_normal"])).all()
 
@@ -150,18 +153,18 @@ def test_second_order_gives_a_different_alpha_update_than_first_order(data):
 def test_reweighting_gives_rare_classes_larger_weights():
     counts = torch.tensor([100, 10, 1])
     for kind in ("inverse", "effective_number"):
-        weights = search.class_loss_weights(counts, kind, 0.999)
+        weights = class_loss_weights(counts, kind, 0.999)
         assert weights[0] < weights[1] < weights[2]
         assert weights.mean() == pytest.approx(1.0)
 
 
 def test_device_auto_is_cpu_without_a_gpu_and_cuda_without_one_is_an_error():
     if torch.cuda.is_available():
-        assert search.resolve_device("auto").type == "cuda"
+        assert resolve_device("auto").type == "cuda"
     else:
-        assert search.resolve_device("auto").type == "cpu"
+        assert resolve_device("auto").type == "cpu"
         with pytest.raises(ConfigError, match="no CUDA device"):
-            search.resolve_device("cuda:0")
+            resolve_device("cuda:0")
 
 
 def test_search_config_round_trips_through_its_dict():

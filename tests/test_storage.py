@@ -1,4 +1,4 @@
-"""Tests for hls_tune.storage: URL resolution, redaction, and each backend under several workers."""
+"""Tests for hls_tune.study.storage: URL resolution, redaction, each backend under many workers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from hls_tune.errors import ConfigError, HlsTuneError
-from hls_tune.storage import (
+from hls_tune.study.storage import (
     STORAGE_ENV_VARS,
     describe,
     open_storage,
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_SCRIPT = """
 import sys, time
 import optuna
-from hls_tune.storage import open_storage
+from hls_tune.study.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 url, n_trials = sys.argv[1], int(sys.argv[2])

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hls_tune.nas.genotype import PRIMITIVES
-from hls_tune.nas.supernet import (
+from hls_tune.engine.nas.genotype import PRIMITIVES
+from hls_tune.engine.nas.supernet import (
     BbnDartsSupernet,
     DartsSupernet,
     MixedOp,
     num_edges,
     reduction_layers,
 )
-from hls_tune.schedules import ALPHA_GROUPS
+from hls_tune.engine.schedules import ALPHA_GROUPS
 
 
 def tiny(kind: type, **kwargs):

@@ -10,18 +10,20 @@ import pytest
 import torch
 from torch import nn
 
-from hls_tune import adapt, search
-from hls_tune.errors import ConfigError
-from hls_tune.nas.genotype import Genotype, builtin_genotype
-from hls_tune.nas.network import (
+from hls_tune import engine
+from hls_tune.engine import adapt
+from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
+from hls_tune.engine.nas.network import (
     BbnGenotypeNetwork,
     GenotypeNetwork,
     count_multiply_adds,
     count_parameters,
 )
-from hls_tune.nas.primitives import DilConv, SepConv
-from hls_tune.settings import DataConfig, SearchConfig
-from hls_tune.train import TrainConfig, load_genotype, train
+from hls_tune.engine.nas.primitives import DilConv, SepConv
+from hls_tune.engine.settings import DataConfig, SearchConfig
+from hls_tune.engine.train import TrainConfig, load_genotype, train
+from hls_tune.errors import ConfigError
 
 from .helpers import hls_tune
 
@@ -51,12 +53,12 @@ BBN_GENOTYPE = builtin_genotype("darts_v2").to_dict() | {
 
 @pytest.fixture(scope="module")
 def data():
-    return search.prepare_data(TINY_DATA)
+    return prepare_data(TINY_DATA)
 
 
 @pytest.fixture(scope="module")
 def adapt_data():
-    return search.prepare_data(ADAPT_DATA)
+    return prepare_data(ADAPT_DATA)
 
 
 def _check_metrics(result, data) -> None:
@@ -213,11 +215,13 @@ def test_the_balanced_source_leaves_out_the_target_validation_and_test_images(da
 
 def test_adapt_head_resumes_across_the_phase_boundary_exactly(adapt_data, tmp_path):
     config = SearchConfig(**ADAPT)
-    whole = search.run(config, data=adapt_data)
+    whole = engine.run_search(config, data=adapt_data)
     checkpoint = tmp_path / "a.pt"
-    first = search.run(config, data=adapt_data, checkpoint=checkpoint, on_epoch=lambda m: False)
+    first = engine.run_search(
+        config, data=adapt_data, checkpoint=checkpoint, on_epoch=lambda m: False
+    )
     assert first.stopped_early and len(first.history) == 1
-    resumed = search.run(config, data=adapt_data, checkpoint=checkpoint)
+    resumed = engine.run_search(config, data=adapt_data, checkpoint=checkpoint)
     assert resumed.resumed_from_epoch == 1
     assert [m.val_accuracy for m in resumed.history] == [m.val_accuracy for m in whole.history]
     assert resumed.test_accuracy == whole.test_accuracy

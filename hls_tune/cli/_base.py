@@ -19,7 +19,7 @@ DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
 
 def _redact(text: str) -> str:
-    from hls_tune.storage import redact
+    from hls_tune.study.storage import redact
 
     return redact(text)
 
@@ -98,7 +98,7 @@ def storage_option(func: Callable) -> Callable:
 
 
 def _storage_url(value: str | None) -> str:
-    from hls_tune.storage import resolve_storage_url
+    from hls_tune.study.storage import resolve_storage_url
 
     return resolve_storage_url(value)
 
@@ -134,7 +134,7 @@ def no_artifacts_option(func: Callable) -> Callable:
 
 
 def _artifacts_dir(value: str | None) -> str:
-    from hls_tune.artifacts import artifacts_dir
+    from hls_tune.study.artifacts import artifacts_dir
 
     return str(artifacts_dir(value))
 

@@ -44,16 +44,18 @@ def search(
     """Run one search with STUDY_FILE's fixed settings and default HLS values (no Optuna)."""
     import dataclasses
 
-    from hls_tune import search as engine
-    from hls_tune.config import load_study_file
+    from hls_tune.engine import run_search
+    from hls_tune.engine.datasets import prepare_data
+    from hls_tune.engine.device import resolve_device
+    from hls_tune.study.config import load_study_file
 
     study = load_study_file(study_file)
     config = study.default_config()
     overrides = {k: v for k, v in (("device", device), ("epochs", epochs)) if v is not None}
     if overrides:
         config = dataclasses.replace(config, **overrides)
-    engine.resolve_device(config.device)
-    data = engine.prepare_data(config.data)  # data errors surface before anything is written
+    resolve_device(config.device)
+    data = prepare_data(config.data)  # data errors surface before anything is written
     click.echo(
         f"search: {config.method} on {config.data.dataset} (IR {config.data.imbalance_ratio:g}),"
         f" {len(data.weight)}/{len(data.alpha)}/{len(data.val)} weight/alpha/val images,"
@@ -67,7 +69,7 @@ def search(
         return True
 
     with bar:
-        result = engine.run(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
+        result = run_search(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
     write_json_files(
         out,
         {
@@ -211,13 +213,14 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
 
     from tqdm import tqdm
 
-    from hls_tune import train as engine
-    from hls_tune.settings import DataConfig
+    from hls_tune.engine import train as engine
+    from hls_tune.engine.datasets import prepare_data
+    from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype)  # a bad genotype stops here, before any data
     data = DataConfig()
     if study_file is not None:
-        from hls_tune.config import load_study_file
+        from hls_tune.study.config import load_study_file
 
         data = load_study_file(study_file).default_config().data
     data_keys = (
@@ -235,7 +238,7 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     bbn = options.pop("bbn")
     out: Path | None = options.pop("out")
     config = engine.TrainConfig(data=data, bbn=cells.is_bbn if bbn is None else bbn, **options)
-    prepared = engine.prepare_data(config.data)  # data errors surface before training starts
+    prepared = prepare_data(config.data)  # data errors surface before training starts
     crop, flip, cutout = config.augmentation(prepared.image_size)
     click.echo(
         f"train: {'BBN' if config.bbn else 'plain'} network of {genotype} on {data.dataset} "
@@ -278,8 +281,8 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
 )
 def compare(study_name: str, storage: str | None, out: Path | None) -> None:
     """Compare methods: mean ± std over seeds per method and imbalance ratio."""
-    from hls_tune.compare import compare_study
-    from hls_tune.study import load_study
+    from hls_tune.study.compare import compare_study
+    from hls_tune.study.study import load_study
 
     loaded = load_study(_storage_url(storage), study_name)
     table = compare_study(

@@ -44,8 +44,8 @@ def export(
     study_name: str, storage: str | None, top_k: int, out: Path, fmt: str, force: bool
 ) -> None:
     """Export the best genotypes of a study."""
-    from hls_tune.export import export_study
-    from hls_tune.study import load_study
+    from hls_tune.study.export import export_study
+    from hls_tune.study.study import load_study
 
     loaded = load_study(_storage_url(storage), study_name)
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
@@ -68,8 +68,8 @@ def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) 
 
     from optuna_dashboard import run_server
 
-    from hls_tune.artifacts import open_artifact_store
-    from hls_tune.storage import describe, open_storage
+    from hls_tune.study.artifacts import open_artifact_store
+    from hls_tune.study.storage import describe, open_storage
 
     url = _storage_url(storage)
     storage_obj = open_storage(url)
@@ -114,8 +114,8 @@ def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) 
 )
 def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
     """Write a study report: a self-contained HTML page and PNG figures."""
-    from hls_tune.report import write_report
-    from hls_tune.study import load_study
+    from hls_tune.study.report import write_report
+    from hls_tune.study.study import load_study
 
     loaded = load_study(_storage_url(storage), study_name)
     page = write_report(loaded.study, out, top_k=top_k)

@@ -24,9 +24,9 @@ def study() -> None:
 @click.option("--name", default=None, help="Study name (default: the file's study.name).")
 def study_create(study_file: Path, storage: str | None, name: str | None) -> None:
     """Validate STUDY_FILE and create its study (a no-op when it exists identically)."""
-    from hls_tune.config import load_study_file
-    from hls_tune.storage import describe
-    from hls_tune.study import create_study
+    from hls_tune.study.config import load_study_file
+    from hls_tune.study.storage import describe
+    from hls_tune.study.study import create_study
 
     parsed = load_study_file(study_file)  # validation first: nothing written on bad input
     url = _storage_url(storage)
@@ -45,7 +45,7 @@ def study_create(study_file: Path, storage: str | None, name: str | None) -> Non
 @storage_option
 def study_list(storage: str | None) -> None:
     """List the studies in the storage with their trial counts."""
-    from hls_tune.storage import open_storage
+    from hls_tune.study.storage import open_storage
 
     url = _storage_url(storage)
     storage_obj = open_storage(url)
@@ -90,7 +90,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 )
 def study_show(name: str, storage: str | None, top_k: int) -> None:
     """Counts by state, the best trial and a table of the top trials."""
-    from hls_tune.study import load_study, ranked_trials, state_counts
+    from hls_tune.study.study import load_study, ranked_trials, state_counts
 
     loaded = load_study(_storage_url(storage), name)
     counts = state_counts(loaded.study)
@@ -126,7 +126,7 @@ def _short(value: Any) -> str:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def study_delete(name: str, storage: str | None, yes: bool) -> None:
     """Delete a study and all its trials."""
-    from hls_tune.study import delete_study, load_study
+    from hls_tune.study.study import delete_study, load_study
 
     url = _storage_url(storage)
     loaded = load_study(url, name)

@@ -73,10 +73,10 @@ def worker(
     A trial whose worker dies is re-queued by the next worker and resumes from its last
     epoch checkpoint; SIGTERM/SIGINT hand the running trial back the same way.
     """
-    from hls_tune.worker import run_worker
+    from hls_tune.study.worker import run_worker
 
     if device is not None:
-        from hls_tune.settings import SearchConfig
+        from hls_tune.engine.settings import SearchConfig
 
         SearchConfig(device=device)  # validates the value before any trial starts
     run_worker(
@@ -141,8 +141,8 @@ def launch(
     grace: float,
 ) -> None:
     """Launch one worker per GPU (or N CPU workers) for a study."""
-    from hls_tune.launch import cpu_slots, gpu_slots
-    from hls_tune.launch import launch as launch_workers
+    from hls_tune.study.launch import cpu_slots, gpu_slots
+    from hls_tune.study.launch import launch as launch_workers
 
     if (gpus is None) == (cpus is None):
         raise ConfigError("give exactly one of --gpus (e.g. 0,1,2,3) or --cpus N.")
@@ -188,11 +188,11 @@ def demo(directory: Path, workers: int) -> None:
     """Create the digits demo study, run CPU workers, export the best genotype."""
     from importlib import resources
 
-    from hls_tune.config import parse_study_text
-    from hls_tune.export import export_study
-    from hls_tune.launch import cpu_slots
-    from hls_tune.launch import launch as launch_workers
-    from hls_tune.study import create_study, load_study
+    from hls_tune.study.config import parse_study_text
+    from hls_tune.study.export import export_study
+    from hls_tune.study.launch import cpu_slots
+    from hls_tune.study.launch import launch as launch_workers
+    from hls_tune.study.study import create_study, load_study
 
     text = resources.files("hls_tune").joinpath("studies/digits_lt_demo.toml").read_text()
     parsed = parse_study_text(text, source="digits_lt_demo.toml")
@@ -248,7 +248,7 @@ def storage_proxy(storage: str | None, host: str, port: int) -> None:
         raise HlsTuneError(
             "the gRPC storage proxy needs grpcio: pip install 'hls-tune[proxy]'"
         ) from None
-    from hls_tune.storage import describe, open_storage
+    from hls_tune.study.storage import describe, open_storage
 
     url = _storage_url(storage)
     if url.startswith("grpc"):

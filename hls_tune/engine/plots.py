@@ -1,0 +1,501 @@
+"""Figures of one search: cell diagrams, α evolution, HLS schedule, per-class accuracy.
+
+Pure functions from engine objects (Genotype, EpochMetrics, SearchConfig) to PNG/SVG files;
+no Optuna here. Figures are built on `matplotlib.figure.Figure` with the Agg canvas and never
+through pyplot, so they work headless, in threads, and leave the user's backend alone.
+Cell diagrams use Graphviz's `dot` when the binary exists and a matplotlib drawing otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Patch
+from matplotlib.path import Path as MplPath
+
+from hls_tune.engine.nas.genotype import PRIMITIVES, Edge
+from hls_tune.engine.results import EpochMetrics
+from hls_tune.engine.schedules import alpha_learning_rates
+from hls_tune.engine.settings import SearchConfig
+
+__all__ = [
+    "CELL_GROUPS",
+    "OP_COLORS",
+    "SHOT_COLORS",
+    "architecture_figure",
+    "cell_diagram",
+    "cell_dot",
+    "dot_available",
+    "edge_index",
+    "new_figure",
+    "per_class_figure",
+    "save_figure",
+    "schedule_figure",
+]
+
+# Genotype cell → α group that derives it.
+CELL_GROUPS = {
+    "normal": "backbone_normal",
+    "reduce": "backbone_reduce",
+    "head_conventional": "head_conventional",
+    "head_rebalancing": "head_rebalancing",
+}
+# One colour per op, the same in every figure (tab10 without its grey).
+OP_COLORS = dict(
+    zip(
+        PRIMITIVES,
+        (
+            "#7f7f7f",
+            "#1f77b4",
+            "#17becf",
+            "#2ca02c",
+            "#d62728",
+            "#ff7f0e",
+            "#9467bd",
+            "#8c564b",
+        ),
+        strict=True,
+    )
+)
+SHOT_COLORS = {"many": "#1f77b4", "medium": "#ff7f0e", "few": "#d62728"}
+GROUP_COLORS = {
+    "backbone_normal": "#1f77b4",
+    "backbone_reduce": "#2ca02c",
+    "head_conventional": "#d62728",
+    "head_rebalancing": "#9467bd",
+}
+DOT_TIMEOUT_S = 30
+
+CellEngine = Literal["auto", "dot", "matplotlib"]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas (no pyplot, no global state)."""
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path, *, dpi: int = 100) -> Path:
+    """Writes the figure (format from the suffix: .png or .svg) and returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path
+
+
+def edge_index(node: int, source: int) -> int:
+    """Row of the α tensor that weighs the edge from state `source` into node `node`.
+
+    Rows run node 0's edges from states 0, 1, then node 1's from 0, 1, 2, and so on.
+    """
+    return sum(m + 2 for m in range(node)) + source
+
+
+def _state_name(index: int) -> str:
+    return ("c_{k-2}", "c_{k-1}")[index] if index < 2 else str(index - 2)
+
+
+# --- cell diagrams --------------------------------------------------------------------------
+
+
+def dot_available() -> bool:
+    """Whether Graphviz's `dot` binary is on PATH."""
+    return shutil.which("dot") is not None
+
+
+def cell_dot(edges: Sequence[Edge], concat: Sequence[int], title: str = "") -> str:
+    """The Graphviz DOT text of a derived cell, in the layout of DARTS' visualize.py."""
+    nodes = len(edges) // 2
+    lines = [
+        "digraph cell {",
+        '  rankdir="LR"; bgcolor="white";',
+        f'  label="{_dot_escape(title)}"; labelloc="t"; fontname="Helvetica";',
+        '  node [style="filled,rounded", shape=rect, fontname="Helvetica", penwidth=2,'
+        " fontsize=16, height=0.5, width=0.5, align=center];",
+        '  edge [fontname="Helvetica", fontsize=14];',
+        '  "c_{k-2}" [fillcolor="darkseagreen2"];',
+        '  "c_{k-1}" [fillcolor="darkseagreen2"];',
+    ]
+    lines += [f'  "{i}" [fillcolor="lightblue"];' for i in range(nodes)]
+    lines.append('  "c_{k}" [fillcolor="palegoldenrod"];')
+    for position, (op, source) in enumerate(edges):
+        node = position // 2
+        color = OP_COLORS[op]
+        lines.append(
+            f'  "{_state_name(source)}" -> "{node}" [label="{op}", color="{color}",'
+            f' fontcolor="{color}"];'
+        )
+    lines += [f'  "{_state_name(state)}" -> "c_{{k}}" [color="gray"];' for state in concat]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _render_dot(dot_text: str, path: Path) -> None:
+    fmt = path.suffix.lstrip(".")
+    result = subprocess.run(
+        ["dot", f"-T{fmt}", "-Gdpi=96" if fmt == "png" else "-Gdpi=72", "-o", str(path)],
+        input=dot_text,
+        text=True,
+        capture_output=True,
+        timeout=DOT_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0 or not path.exists():
+        raise RuntimeError(f"dot failed ({result.returncode}): {result.stderr.strip()[:300]}")
+
+
+def _cell_positions(nodes: int) -> dict[int, tuple[float, float]]:
+    """Node centres for the matplotlib drawing: inputs left, nodes on a zig-zag, output right."""
+    positions = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for i in range(nodes):
+        positions[i + 2] = (1.4 * (i + 1), 0.9 if i % 2 == 0 else -0.9)
+    positions[-1] = (1.4 * (nodes + 1), 0.0)  # c_{k}
+    return positions
+
+
+def _curved_arrow(
+    axes: Axes,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    bend: float,
+    color: str,
+    *,
+    lw: float = 1.6,
+    gap: float = 0.28,
+) -> tuple[float, float]:
+    """A quadratic Bézier arrow in data coordinates; returns the curve's midpoint.
+
+    `bend` moves the control point perpendicular to the chord (a fraction of its length);
+    both ends are pulled back by `gap` so the arrow stops at the node boxes.
+    """
+    (x0, y0), (x2, y2) = start, end
+    dx, dy = x2 - x0, y2 - y0
+    control = ((x0 + x2) / 2 - bend * dy, (y0 + y2) / 2 + bend * dx)
+
+    def pulled(point: tuple[float, float]) -> tuple[float, float]:
+        cx, cy = control[0] - point[0], control[1] - point[1]
+        norm = math.hypot(cx, cy) or 1.0
+        return point[0] + gap * cx / norm, point[1] + gap * cy / norm
+
+    path = MplPath(
+        [pulled(start), control, pulled(end)],
+        [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3],
+    )
+    axes.add_patch(
+        FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=12, color=color, lw=lw)
+    )
+    return 0.25 * x0 + 0.5 * control[0] + 0.25 * x2, 0.25 * y0 + 0.5 * control[1] + 0.25 * y2
+
+
+def _cell_figure(edges: Sequence[Edge], concat: Sequence[int], title: str) -> Figure:
+    nodes = len(edges) // 2
+    positions = _cell_positions(nodes)
+    figure = new_figure(2.0 + 1.6 * nodes, 3.6)
+    axes = figure.add_subplot()
+    axes.set_axis_off()
+    boxes = {
+        0: ("c_{k-2}", "#b4eeb4"),
+        1: ("c_{k-1}", "#b4eeb4"),
+        -1: ("c_{k}", "#eee8aa"),
+    } | {i + 2: (str(i), "#add8e6") for i in range(nodes)}
+    for key, (label, color) in boxes.items():
+        x, y = positions[key]
+        axes.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=10,
+            zorder=3,
+            bbox={"boxstyle": "round,pad=0.4", "fc": color, "lw": 1.5},
+        )
+    for state in concat:
+        _curved_arrow(axes, positions[state], positions[-1], 0.0, "#b0b0b0", lw=1.0)
+    for position, (op, source) in enumerate(edges):
+        target = position // 2 + 2
+        # The two edges into a node bend opposite ways; longer jumps bend more.
+        bend = (0.12 + 0.04 * (target - source)) * (1 if position % 2 else -1)
+        color = OP_COLORS[op]
+        mid_x, mid_y = _curved_arrow(axes, positions[source], positions[target], bend, color)
+        axes.text(
+            mid_x,
+            mid_y,
+            op,
+            color=color,
+            fontsize=7.5,
+            ha="center",
+            va="center",
+            zorder=2,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    xs = [p[0] for p in positions.values()]
+    axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    axes.set_ylim(-1.9, 1.9)
+    if title:
+        axes.set_title(title, fontsize=11)
+    return figure
+
+
+def cell_diagram(
+    edges: Sequence[Edge],
+    concat: Sequence[int],
+    path: str | Path,
+    *,
+    title: str = "",
+    engine: CellEngine = "auto",
+) -> tuple[Path, str]:
+    """Draws a derived cell to `path` (.png or .svg).
+
+    Args:
+        edges: the cell's `(op, input_index)` pairs, two per node.
+        concat: the states concatenated into the cell output.
+        path: output file; its suffix picks the format.
+        title: caption above the diagram.
+        engine: `dot` (Graphviz, needs the binary), `matplotlib`, or `auto` (dot when the
+            binary exists, else matplotlib; also matplotlib when dot fails).
+
+    Returns:
+        The path written and the engine that drew it.
+
+    Example:
+        >>> from hls_tune.engine.nas.genotype import builtin_genotype
+        >>> g = builtin_genotype("darts_v2")
+        >>> cell_diagram(g.normal, g.normal_concat, "/tmp/normal.png")  # doctest: +SKIP
+        (PosixPath('/tmp/normal.png'), 'dot')
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if engine not in ("auto", "dot", "matplotlib"):
+        raise ValueError(f"engine must be auto, dot or matplotlib but got {engine!r}.")
+    if engine == "dot" or (engine == "auto" and dot_available()):
+        try:
+            _render_dot(cell_dot(edges, concat, title), path)
+            return path, "dot"
+        except (OSError, RuntimeError, subprocess.SubprocessError):
+            if engine == "dot":
+                raise
+    save_figure(_cell_figure(edges, concat, title), path)
+    return path, "matplotlib"
+
+
+# --- α over epochs --------------------------------------------------------------------------
+
+
+def _nodes_of(edge_count: int) -> int:
+    # edges = n(n + 3)/2  →  n = (−3 + √(9 + 8·edges)) / 2
+    return round((-3 + math.sqrt(9 + 8 * edge_count)) / 2)
+
+
+def architecture_figure(
+    history: Sequence[EpochMetrics],
+    groups: Sequence[str] | None = None,
+    *,
+    kept: Mapping[str, Sequence[Edge]] | None = None,
+) -> Figure:
+    """Each edge's softmaxed op weights across epochs, one row per α group.
+
+    In a group's row the edges sit side by side in α order (node 0's edges from c_{k-2},
+    c_{k-1}, then node 1's, ...); within an edge's slot, x is the epoch and each op is a
+    line. Edges the derived cell keeps (`kept`) are shaded and labelled with their op. One
+    axes per group keeps the figure cheap enough to draw at the end of every trial.
+
+    Args:
+        history: per-epoch metrics with `alphas[group]` (edges × ops).
+        groups: the α groups to draw (default: all in the history).
+        kept: per group, the derived cell's edges to highlight (e.g. the last genotype's).
+    """
+    if not history:
+        raise ValueError("architecture_figure needs at least one epoch of history.")
+    groups = list(groups if groups is not None else history[-1].alphas)
+    epochs = [m.epoch for m in history]
+    span = max(1, epochs[-1] - epochs[0])
+    slot = span * 1.25  # width of one edge's slot, with a gap
+    edge_count = len(history[-1].alphas[groups[0]])
+    nodes = _nodes_of(edge_count)
+    labels = [
+        f"{_state_name(source)}→{node}" for node in range(nodes) for source in range(node + 2)
+    ]
+    figure = new_figure(max(8.0, 0.75 * edge_count + 1.5), 2.0 * len(groups) + 0.9)
+    markers = len(epochs) < 12  # few epochs: dots, so that a single epoch still shows
+    for row, group in enumerate(groups):
+        axes = figure.add_subplot(len(groups), 1, row + 1)
+        weights = [m.alphas[group] for m in history]
+        top = max(max(edge) for w in weights for edge in w)
+        kept_ops = {}
+        for position, (op, source) in enumerate((kept or {}).get(group, ())):
+            kept_ops[edge_index(position // 2, source)] = op
+        # One collection per axes instead of 112 Line2D artists: drawing stays fast.
+        segments, colors, dots = [], [], []
+        for e in range(edge_count):
+            x0 = e * slot
+            xs = [x0 + (epoch - epochs[0]) for epoch in epochs]
+            for k, op in enumerate(PRIMITIVES):
+                points = list(zip(xs, [w[e][k] for w in weights], strict=True))
+                segments.append(points)
+                colors.append(OP_COLORS[op])
+                if markers:
+                    dots += [(x, y, OP_COLORS[op]) for x, y in points]
+            if e in kept_ops:
+                axes.axvspan(x0 - 0.1 * span, x0 + 1.1 * span, color="#fff3b0", zorder=0)
+                axes.text(
+                    x0 + span / 2,
+                    top * 1.02,
+                    kept_ops[e],
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    color=OP_COLORS[kept_ops[e]],
+                    rotation=90 if edge_count > 10 else 0,
+                )
+        axes.add_collection(LineCollection(segments, colors=colors, linewidths=1.2))
+        if dots:
+            axes.scatter(
+                [d[0] for d in dots], [d[1] for d in dots], c=[d[2] for d in dots], s=5, lw=0
+            )
+        axes.set_xticks([e * slot + span / 2 for e in range(edge_count)])
+        axes.set_xticklabels(labels if row == len(groups) - 1 else [], fontsize=7)
+        axes.set_xlim(-0.2 * span, edge_count * slot)
+        axes.set_ylim(0, top * (1.45 if edge_count > 10 else 1.2))
+        axes.set_ylabel(group.replace("_", "\n", 1), fontsize=8)
+        axes.tick_params(axis="y", labelsize=7)
+    handles = [Line2D([], [], color=OP_COLORS[op], lw=2, label=op) for op in PRIMITIVES]
+    figure.legend(handles=handles, loc="outside lower center", ncols=8, fontsize=7)
+    figure.suptitle(
+        f"op weights (softmax α) of every edge over epochs {epochs[0]}–{epochs[-1]}; "
+        "shaded: edges the derived cell keeps",
+        fontsize=10,
+    )
+    return figure
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+
+def schedule_figure(
+    config: SearchConfig, history: Sequence[EpochMetrics] = (), *, points: int = 201
+) -> Figure:
+    """μ(t) and each α group's learning rate over the epoch budget.
+
+    Lines are the schedule as configured (per step, over the whole budget); markers are the
+    values the search recorded at the start of each epoch it ran.
+
+    Args:
+        config: the trial's engine settings (method, schedule, alpha_lr, epochs).
+        history: the epochs run so far.
+        points: samples of the continuous curves.
+    """
+    groups = tuple(history[0].alpha_lrs) if history else _groups_of(config)
+    ts = [i / (points - 1) for i in range(points)]
+    x = [t * config.epochs for t in ts]
+    panels = 2 if config.is_bbn else 1
+    figure = new_figure(7.0, 2.4 * panels + 0.6)
+    grid = figure.add_gridspec(panels, 1)
+    lr_axes = figure.add_subplot(grid[panels - 1, 0])
+    if config.is_bbn:
+        mu_axes = figure.add_subplot(grid[0, 0], sharex=lr_axes)
+        mu_axes.plot(x, [config.schedule.mixing_ratio(t) for t in ts], color="black", lw=1.6)
+        done = [m for m in history if m.mixing_ratio is not None]
+        mu_axes.plot(
+            [m.epoch for m in done], [m.mixing_ratio for m in done], "o", color="black", ms=4
+        )
+        mu_axes.set_ylabel("μ (conventional share)")
+        mu_axes.set_ylim(-0.05, 1.05)
+        mu_axes.set_title(f"mixing ratio: {config.schedule.mix_form}", fontsize=10)
+        mu_axes.grid(alpha=0.3)
+    curves = {g: [] for g in groups}
+    for t in ts:
+        for g, lr in alpha_learning_rates(config, t, groups).items():
+            curves[g].append(lr)
+    for g in groups:
+        color = GROUP_COLORS.get(g)
+        # Backbone groups dashed: with some couplings they coincide with a head's curve.
+        dashed = "--" if g.startswith("backbone") else "-"
+        lr_axes.plot(x, curves[g], lw=1.6, color=color, label=g, ls=dashed)
+        lr_axes.plot(
+            [m.epoch for m in history], [m.alpha_lrs[g] for m in history], "o", color=color, ms=4
+        )
+    lr_axes.set_xlabel("epoch")
+    lr_axes.set_ylabel("α learning rate")
+    lr_axes.set_xlim(0, config.epochs)
+    lr_axes.grid(alpha=0.3)
+    lr_axes.legend(fontsize=8)
+    shape = config.schedule.alpha_lr_shape if config.method == "hls" else "constant"
+    lr_axes.set_title(
+        f"{config.method}: α-LR shape {shape}, coupling {config.schedule.coupling}, "
+        f"lr_α {config.alpha_lr:.3g}",
+        fontsize=10,
+    )
+    return figure
+
+
+def _groups_of(config: SearchConfig) -> tuple[str, ...]:
+    if config.is_bbn:
+        return tuple(CELL_GROUPS.values())
+    return ("backbone_normal", "backbone_reduce")
+
+
+# --- per-class accuracy ---------------------------------------------------------------------
+
+
+def per_class_figure(
+    per_class_accuracy: Sequence[float],
+    shot_group: Sequence[str],
+    train_counts: Sequence[int] | None = None,
+    *,
+    title: str = "validation accuracy per class",
+) -> Figure:
+    """Per-class accuracy bars coloured by shot group, with each group's mean as a line.
+
+    Args:
+        per_class_accuracy: accuracy of each class, in class order.
+        shot_group: `many`, `medium` or `few` per class.
+        train_counts: training images per class, written above the bars.
+        title: the figure title.
+    """
+    if len(per_class_accuracy) != len(shot_group):
+        raise ValueError(
+            f"per_class_accuracy has {len(per_class_accuracy)} classes but shot_group "
+            f"{len(shot_group)}."
+        )
+    classes = list(range(len(per_class_accuracy)))
+    figure = new_figure(max(6.5, 0.3 * len(classes) + 3.5), 3.4)
+    axes = figure.add_subplot()
+    colors = [SHOT_COLORS.get(g, "gray") for g in shot_group]
+    axes.bar(classes, per_class_accuracy, color=colors, edgecolor="black", lw=0.5)
+    handles = []
+    for group, color in SHOT_COLORS.items():
+        members = [a for a, g in zip(per_class_accuracy, shot_group, strict=True) if g == group]
+        if members:
+            mean = sum(members) / len(members)
+            handles.append(Patch(color=color, label=f"{group}-shot ({len(members)} classes)"))
+            handles.append(
+                axes.axhline(mean, color=color, ls="--", lw=1.2, label=f"mean {mean:.2f}")
+            )
+    if train_counts is not None:
+        for c, (accuracy, count) in enumerate(zip(per_class_accuracy, train_counts, strict=True)):
+            axes.text(c, accuracy + 0.02, str(count), ha="center", va="bottom", fontsize=7)
+    axes.set_ylim(0, 1.12)
+    axes.set_xticks(classes)
+    for label, color in zip(axes.get_xticklabels(), colors, strict=True):
+        label.set_color(color)  # the shot group stays visible on bars of height 0
+    axes.set_xlabel("class (training images above each bar)" if train_counts else "class")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title, fontsize=9)
+    figure.legend(handles=handles, loc="outside right upper", fontsize=7)
+    return figure

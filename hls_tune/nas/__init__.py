@@ -1,1 +1,0 @@
-"""DARTS search space: operations, cells, supernets and genotypes."""

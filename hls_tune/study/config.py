@@ -1,0 +1,364 @@
+"""Study files (TOML) → validated, frozen dataclasses; every error names the key and value.
+
+A study file has four tables:
+
+- ``[study]`` name, direction, metric, global trial budget, ``[study.sampler]``,
+  ``[study.pruner]``;
+- ``[data]`` fixed data settings (`hls_tune.engine.settings.DataConfig` fields);
+- ``[engine]`` fixed engine settings (`hls_tune.engine.settings.SearchConfig` fields);
+- ``[space]`` the search space: each key is a fixed value, a list of choices, or a range
+  table ``{ low, high, log?, step?, default? }`` (``{ choices = [...], default? }`` also
+  works). Keys are engine keys, the HLS schedule keys, ``alpha_lr_span`` and, under
+  ``[space.data]``, data keys. A key is set in one table only.
+
+The second breakpoint is sampled as ``alpha_lr_span`` ∈ [0, 1] with
+``alpha_lr_b2 = alpha_lr_b1 + alpha_lr_span · (1 − alpha_lr_b1)``, so no sampled trial
+has b2 < b1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hls_tune.engine.schedules import HLSSchedule
+from hls_tune.engine.settings import (
+    DataConfig,
+    SearchConfig,
+    build_dataclass,
+    check_choice,
+    check_type,
+    did_you_mean,
+)
+from hls_tune.errors import ConfigError
+
+METRICS = ("val_accuracy", "val_balanced_accuracy")
+DIRECTIONS = ("maximize", "minimize")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+SAMPLER_KEYS = {
+    "tpe": ("type", "seed", "multivariate", "n_startup_trials", "group", "constant_liar"),
+    "random": ("type", "seed"),
+    "grid": ("type", "seed"),
+}
+PRUNER_KEYS = {
+    "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+    "none": (),
+}
+PATIENT_KEYS = ("patience", "min_delta")
+
+SCHEDULE_KEYS = tuple(f.name for f in dataclasses.fields(HLSSchedule))
+ENGINE_KEYS = tuple(
+    f.name for f in dataclasses.fields(SearchConfig) if f.name not in ("data", "schedule")
+)
+DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
+SPAN_KEY = "alpha_lr_span"
+SPACE_KEYS = (*ENGINE_KEYS, *(k for k in SCHEDULE_KEYS if k != "alpha_lr_b2"), SPAN_KEY)
+_TYPES = typing.get_type_hints(SearchConfig) | typing.get_type_hints(HLSSchedule)
+_TYPES |= {SPAN_KEY: float} | {f"data.{k}": v for k, v in typing.get_type_hints(DataConfig).items()}
+
+# Which schedule parameters matter for which value of the parameter that selects them;
+# a conditional parameter is only sampled when it matters.
+SHAPE_USES = {
+    "constant": (),
+    "step": ("alpha_lr_b1", "alpha_lr_floor"),
+    "linear": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
+    "cosine": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
+    "exponential": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
+    "warmup_hold_decay": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
+}
+MIX_USES = {"sigmoid": ("mix_steepness",), "constant": ("mix_constant",), "step": ("mix_switch",)}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One search-space entry: a fixed value, a list of choices, or a numeric range."""
+
+    name: str
+    kind: str  # "fixed" | "choice" | "float" | "int"
+    value: Any = None
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    default: Any = None
+
+    @property
+    def is_fixed(self) -> bool:
+        """Whether the entry is a fixed value (not sampled)."""
+        return self.kind == "fixed"
+
+    def default_value(self) -> Any:
+        """The value a single search without Optuna uses (`hls-tune search`)."""
+        if self.kind == "fixed":
+            return self.value
+        return self.default
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Which Optuna sampler, with its arguments."""
+
+    type: str = "tpe"
+    seed: int | None = None
+    multivariate: bool = False
+    n_startup_trials: int = 10
+    group: bool = False
+    constant_liar: bool = True
+
+
+@dataclass(frozen=True)
+class PrunerSettings:
+    """Which Optuna pruner, with its arguments; `patience` wraps it in a PatientPruner."""
+
+    type: str = "median"
+    args: Mapping[str, Any] = field(default_factory=dict)
+    patience: int | None = None
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The [study] table."""
+
+    name: str
+    direction: str = "maximize"
+    metric: str = "val_accuracy"
+    n_trials: int = 20
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    pruner: PrunerSettings = field(default_factory=PrunerSettings)
+
+
+@dataclass(frozen=True)
+class StudyFile:
+    """A validated study file: settings, the fixed base config and the search space."""
+
+    study: StudySettings
+    base: SearchConfig
+    space: Mapping[str, ParamSpec]
+    text: str
+    sha256: str
+
+    def default_config(self) -> SearchConfig:
+        """The fixed settings with every sampled parameter at its default."""
+        values = {
+            name: spec.default_value()
+            for name, spec in self.space.items()
+            if spec.default_value() is not None
+        }
+        return config_with(self.base, values)
+
+    def sampled(self) -> dict[str, ParamSpec]:
+        """The entries Optuna samples (not fixed)."""
+        return {n: s for n, s in self.space.items() if not s.is_fixed}
+
+
+def config_with(base: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
+    """A copy of `base` with engine, schedule (`alpha_lr_span` → b2) and `data.` keys set."""
+    engine = {k: v for k, v in values.items() if k in ENGINE_KEYS}
+    data = {k[5:]: v for k, v in values.items() if k.startswith("data.")}
+    schedule = {k: v for k, v in values.items() if k in SCHEDULE_KEYS}
+    if SPAN_KEY in values:
+        b1 = schedule.get("alpha_lr_b1", base.schedule.alpha_lr_b1)
+        schedule["alpha_lr_b2"] = b1 + values[SPAN_KEY] * (1.0 - b1)
+    return dataclasses.replace(
+        base,
+        **engine,
+        data=dataclasses.replace(base.data, **data),
+        schedule=dataclasses.replace(base.schedule, **schedule),
+    )
+
+
+def _table(parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = parent.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key} must be a table but got {value!r}.")
+    return dict(value)
+
+
+def _reject_unknown(values: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {where}{key}{did_you_mean(key, allowed)}; "
+                f"allowed: {', '.join(allowed)}."
+            )
+
+
+def _check_value(name: str, value: Any) -> None:
+    """Validates one space value by building a config that holds it."""
+    check_type(name, value, _TYPES[name])
+    if name == SPAN_KEY:
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1] but got {value!r}.")
+        return
+    try:
+        config_with(SearchConfig(), {name: value})
+    except ConfigError as exc:
+        message = str(exc)
+        if name.startswith("data.") and "data.root is required" in message:
+            return  # dataset choices are checked against root when the full config is built
+        if name == "alpha_lr_b1" and "alpha_lr_b2" in message:
+            return  # b2 is derived from the span, so every b1 in [0, 1] is valid
+        raise
+
+
+def parse_param(name: str, raw: Any) -> ParamSpec:
+    """One [space] entry → ParamSpec, validating every bound, choice and default."""
+    where = f"space.{name}"
+    if isinstance(raw, list):
+        raw = {"choices": raw}
+    if not isinstance(raw, dict):
+        _check_value(name, raw)
+        return ParamSpec(name, "fixed", value=raw)
+    if "choices" in raw:
+        _reject_unknown(raw, ("choices", "default"), f"{where}.")
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices must be a non-empty list but got {choices!r}.")
+        for choice in choices:
+            _check_value(name, choice)
+        default = raw.get("default")
+        if default is not None and default not in choices:
+            raise ConfigError(f"{where}.default {default!r} is not one of {choices!r}.")
+        return ParamSpec(name, "choice", choices=tuple(choices), default=default)
+    _reject_unknown(raw, ("low", "high", "log", "step", "default"), f"{where}.")
+    for bound in ("low", "high"):
+        if bound not in raw:
+            raise ConfigError(f"{where} needs '{bound}' (or use 'choices' or a fixed value).")
+    low, high, log, step = raw["low"], raw["high"], raw.get("log", False), raw.get("step")
+    annotation = _TYPES[name]
+    kind = "int" if annotation is int else "float"
+    if annotation not in (int, float) and float not in typing.get_args(annotation):
+        raise ConfigError(f"{where} is not numeric: give a fixed value or a list of choices.")
+    for bound, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}.{bound} must be a number but got {value!r}.")
+    if low > high:
+        raise ConfigError(
+            f"{where}: low must not exceed high, but got low={low!r} > high={high!r}."
+        )
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log must be true or false but got {log!r}.")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, but got low={low!r}.")
+    if step is not None and (log or isinstance(step, bool) or not step > 0):
+        raise ConfigError(f"{where}.step must be a positive number without log but got {step!r}.")
+    for value in (low, high):
+        _check_value(name, int(value) if kind == "int" else float(value))
+    default = raw.get("default")
+    if default is not None:
+        if not low <= default <= high:
+            raise ConfigError(f"{where}.default {default!r} is outside [{low!r}, {high!r}].")
+        _check_value(name, default)
+    return ParamSpec(name, kind, low=low, high=high, log=log, step=step, default=default)
+
+
+def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
+    _reject_unknown(raw, ("name", "direction", "metric", "n_trials", "sampler", "pruner"), "study.")
+    sampler_raw = _table(raw, "sampler", "study.")
+    pruner_raw = _table(raw, "pruner", "study.")
+    sampler_type = sampler_raw.get("type", "tpe")
+    check_choice("study.sampler.type", sampler_type, SAMPLERS)
+    _reject_unknown(sampler_raw, SAMPLER_KEYS[sampler_type], "study.sampler.")
+    sampler = build_dataclass(SamplerSettings, sampler_raw, prefix="study.sampler.")
+    pruner_type = pruner_raw.pop("type", "median")
+    check_choice("study.pruner.type", pruner_type, PRUNERS)
+    _reject_unknown(pruner_raw, PRUNER_KEYS[pruner_type] + PATIENT_KEYS, "study.pruner.")
+    patience = pruner_raw.pop("patience", None)
+    min_delta = pruner_raw.pop("min_delta", 0.0)
+    for key, value in pruner_raw.items():
+        if key == "max_resource" and value == "auto":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"study.pruner.{key} must be a non-negative integer but got {value!r}."
+            )
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, int) or patience < 0
+    ):
+        raise ConfigError(f"study.pruner.patience must be an integer >= 0 but got {patience!r}.")
+    if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or min_delta < 0:
+        raise ConfigError(f"study.pruner.min_delta must be a number >= 0 but got {min_delta!r}.")
+    pruner = PrunerSettings(pruner_type, pruner_raw, patience, float(min_delta))
+    name = raw.get("name", fallback_name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"study.name must be a non-empty string but got {name!r}.")
+    direction = raw.get("direction", "maximize")
+    check_choice("study.direction", direction, DIRECTIONS)
+    metric = raw.get("metric", "val_accuracy")
+    check_choice("study.metric", metric, METRICS)
+    n_trials = raw.get("n_trials", 20)
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(f"study.n_trials must be an integer >= 1 but got {n_trials!r}.")
+    return StudySettings(name, direction, metric, n_trials, sampler, pruner)
+
+
+def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
+    """Parses and validates a study file's text.
+
+    Raises:
+        ConfigError: malformed TOML, unknown keys, wrong types, bad ranges or values.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc}).") from None
+    _reject_unknown(raw, ("study", "data", "engine", "space"), "")
+    study = _parse_study(_table(raw, "study", ""), Path(source).stem)
+    data_raw = _table(raw, "data", "")
+    engine_raw = _table(raw, "engine", "")
+    space_raw = _table(raw, "space", "")
+    space_data_raw = _table(space_raw, "data", "space.")
+    space_raw.pop("data", None)
+    _reject_unknown(data_raw, DATA_KEYS, "data.")
+    _reject_unknown(engine_raw, ENGINE_KEYS, "engine.")
+    _reject_unknown(space_raw, SPACE_KEYS, "space.")
+    _reject_unknown(space_data_raw, DATA_KEYS, "space.data.")
+    for key in space_raw:
+        if key in engine_raw:
+            raise ConfigError(f"{key} is set in both [engine] and [space]; keep one.")
+    for key in space_data_raw:
+        if key in data_raw:
+            raise ConfigError(f"data.{key} is set in both [data] and [space.data]; keep one.")
+    space = {name: parse_param(name, value) for name, value in space_raw.items()}
+    space |= {f"data.{k}": parse_param(f"data.{k}", v) for k, v in space_data_raw.items()}
+    data = build_dataclass(DataConfig, data_raw, prefix="data.")
+    base = build_dataclass(SearchConfig, engine_raw | {"data": data}, prefix="engine.")
+    study_file = StudyFile(
+        study=study,
+        base=base,
+        space=space,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+    study_file.default_config()  # the fixed values must combine into a valid config
+    if study.sampler.type == "grid":
+        for spec in study_file.sampled().values():
+            if spec.kind != "choice":
+                raise ConfigError(
+                    f"space.{spec.name}: the grid sampler needs a list of choices, "
+                    f"not a range (low={spec.low!r}, high={spec.high!r})."
+                )
+    return study_file
+
+
+def load_study_file(path: str | Path) -> StudyFile:
+    """Reads and validates a study file from disk."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {str(path)!r} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"study file {str(path)!r} cannot be read: {exc}.") from None
+    return parse_study_text(text, source=str(path))

@@ -1,0 +1,211 @@
+"""Launch N worker processes (one per GPU slot, or CPU workers) for one study.
+
+Each worker is a direct child running `python -m hls_tune worker`, with
+CUDA_VISIBLE_DEVICES set to its GPU; its output lines are prefixed with its slot. A worker
+that dies while the budget is not used up is restarted (bounded); SIGINT/SIGTERM are
+forwarded and the launcher waits for the workers to stop gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import optuna
+
+from hls_tune.study.storage import open_storage, redact
+from hls_tune.study.study import load_study, state_counts, trials_done, work_left
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker slot: a label, its device and its environment additions."""
+
+    label: str
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def gpu_slots(gpus: list[str], workers_per_gpu: int = 1) -> list[Slot]:
+    """One slot per GPU and worker; each sees only its GPU (as cuda:0)."""
+    return [
+        Slot(
+            f"gpu{gpu}.{k}" if workers_per_gpu > 1 else f"gpu{gpu}",
+            "cuda:0",
+            {"CUDA_VISIBLE_DEVICES": gpu},
+        )
+        for gpu in gpus
+        for k in range(workers_per_gpu)
+    ]
+
+
+def cpu_slots(n: int) -> list[Slot]:
+    """N CPU workers sharing the cores evenly (torch threads = cores // N, at least 1)."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, n)))
+    env = {"CUDA_VISIBLE_DEVICES": "", "HLS_TUNE_THREADS": threads, "OMP_NUM_THREADS": threads}
+    return [Slot(f"cpu{i}", "cpu", env) for i in range(n)]
+
+
+def _worker_command(
+    url: str,
+    study: str,
+    slot: Slot,
+    n_trials: int | None,
+    checkpoint_dir: str | None,
+    artifacts: str | None = None,
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "hls_tune",
+        "worker",
+        "--study",
+        study,
+        "--device",
+        slot.device,
+        "--no-progress",
+    ]
+    if n_trials is not None:
+        command += ["--n-trials", str(n_trials)]
+    if checkpoint_dir is not None:
+        command += ["--checkpoint-dir", checkpoint_dir]
+    command += ["--artifacts", artifacts] if artifacts is not None else ["--no-artifacts"]
+    return command
+
+
+def _pump(stream, prefix: str, out: Callable[[str], None]) -> None:
+    for line in iter(stream.readline, ""):
+        out(f"[{prefix}] {redact(line.rstrip())}")
+    stream.close()
+
+
+def progress_line(study: optuna.Study, budget: int) -> str:
+    """complete / pruned / failed / running counts and the best value so far."""
+    counts = state_counts(study)
+    try:
+        best = f"{study.best_value:.4f}"
+    except ValueError:
+        best = "-"
+    return (
+        f"progress {trials_done(study)}/{budget}: {counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['fail']} failed, {counts['running']} running; "
+        f"best {best}"
+    )
+
+
+def launch(
+    url: str,
+    study_name: str,
+    slots: list[Slot],
+    *,
+    n_trials: int | None = None,
+    checkpoint_dir: str | None = None,
+    artifacts: str | None = None,
+    max_restarts: int = 3,
+    grace_seconds: float = 60.0,
+    poll_seconds: float = 5.0,
+    out: Callable[[str], None] | None = None,
+) -> int:
+    """Runs one worker per slot until the study budget (or `n_trials` in total) is done.
+
+    Args:
+        url: storage URL, passed to the workers through HLS_TUNE_STORAGE (never argv).
+        study_name: the study.
+        slots: worker slots.
+        n_trials: trials this launch finishes in total, split across the slots.
+        checkpoint_dir: shared checkpoint directory.
+        artifacts: shared artifact directory for the trials' figures (None: no artifacts).
+        max_restarts: restarts per slot of a worker that died.
+        grace_seconds: how long to wait for workers after forwarding a signal.
+        poll_seconds: how often the aggregate progress line is printed.
+        out: line printer (default: stdout).
+
+    Returns:
+        0 when every worker finished cleanly, 1 otherwise, 130/143 after a signal.
+    """
+    say = out or (lambda line: print(line, flush=True))
+    loaded = load_study(url, study_name, storage=open_storage(url))
+    study, budget = loaded.study, loaded.study_file.study.n_trials
+    shares: list[int | None] = [None] * len(slots)
+    if n_trials is not None:
+        base, extra = divmod(n_trials, len(slots))
+        shares = [base + (1 if i < extra else 0) for i in range(len(slots))]
+    env_base = os.environ | {"HLS_TUNE_STORAGE": url, "PYTHONUNBUFFERED": "1"}
+    procs: dict[int, subprocess.Popen] = {}
+    restarts = [0] * len(slots)
+    stop = {"signal": 0}
+
+    def start(i: int) -> None:
+        if shares[i] == 0:
+            return
+        proc = subprocess.Popen(
+            _worker_command(url, study_name, slots[i], shares[i], checkpoint_dir, artifacts),
+            env=env_base | slots[i].env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        threading.Thread(target=_pump, args=(proc.stdout, slots[i].label, say), daemon=True).start()
+        procs[i] = proc
+
+    def forward(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    last_line = ""
+    try:
+        for i in range(len(slots)):
+            start(i)
+        last_poll = last_said = time.monotonic()
+        while procs:
+            time.sleep(0.2)
+            for i, proc in list(procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del procs[i]
+                if code != 0 and not stop["signal"]:
+                    study_done = not work_left(study)
+                    if not study_done and restarts[i] < max_restarts:
+                        restarts[i] += 1
+                        say(
+                            f"[{slots[i].label}] exited with {code}; restart "
+                            f"{restarts[i]}/{max_restarts}"
+                        )
+                        start(i)
+                        continue
+                    status = 1
+            if stop["signal"]:
+                deadline = time.monotonic() + grace_seconds
+                while any(p.poll() is None for p in procs.values()):
+                    if time.monotonic() > deadline:
+                        for p in procs.values():
+                            p.kill()
+                        break
+                    time.sleep(0.2)
+                break
+            if time.monotonic() - last_poll >= poll_seconds:
+                last_poll = time.monotonic()
+                line = progress_line(study, budget)
+                if line != last_line or time.monotonic() - last_said >= 10 * poll_seconds:
+                    say(line)
+                    last_line, last_said = line, time.monotonic()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if (line := progress_line(study, budget)) != last_line:
+        say(line)
+    if stop["signal"]:
+        return 128 + stop["signal"]
+    return status

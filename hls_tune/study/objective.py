@@ -1,0 +1,225 @@
+"""The Optuna objective: space → `engine.run_search` → report, prune, user attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from hls_tune import engine
+from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.results import EpochMetrics, SearchResult
+from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
+from hls_tune.study.config import StudyFile
+from hls_tune.study.space import suggest
+from hls_tune.study.study import RETRIED_FROM_ATTR
+
+FAIL_REASON_ATTR = "fail_reason"
+RESUMED_ATTR = "resumed_from_epoch"
+
+EpochHook = Callable[[optuna.Trial, EpochMetrics], None]
+
+
+class TrialOutOfMemory(HlsTuneError):
+    """The trial's search did not fit in device memory; the trial fails, the worker goes on."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's "can't allocate memory"."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in message or "not enough memory" in message
+    )
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of arbitrary text (a study name is data, not a path)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "study"
+    return slug[:100]
+
+
+def original_trial_number(trial: optuna.Trial) -> int:
+    """The number of the first trial of this one's retry chain (itself when it is no retry).
+
+    Optuna's RetryFailedTrialCallback records it as the system attribute `failed_trial`.
+    """
+    frozen = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for candidate in frozen:
+        if candidate.number == trial.number:
+            return int(candidate.system_attrs.get(RETRIED_FROM_ATTR, trial.number))
+    return trial.number
+
+
+def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
+    """Per-epoch curves stored on a trial: metric values, μ and each group's α-LR."""
+    attrs: dict[str, Any] = {
+        "val_accuracy_per_epoch": [m.val_accuracy for m in history],
+        "val_balanced_accuracy_per_epoch": [m.val_balanced_accuracy for m in history],
+        "train_loss_per_epoch": [m.train_loss for m in history],
+        "mixing_ratio_per_epoch": [m.mixing_ratio for m in history],
+    }
+    if history:
+        for group in history[0].alpha_lrs:
+            attrs[f"alpha_lr_{group}_per_epoch"] = [m.alpha_lrs[group] for m in history]
+    return attrs
+
+
+def result_attrs(result: SearchResult) -> dict[str, Any]:
+    """What a finished trial stores: genotype, final metrics, shot accuracies, curves, time."""
+    return {
+        "genotype": result.genotype.to_dict(),
+        "metrics": result.metrics(),
+        "shot_accuracy": result.shot_accuracy,
+        "search_seconds": result.seconds,
+        "config": result.config.to_dict(),
+        "alpha_lr_b2": result.config.schedule.alpha_lr_b2,
+    } | history_attrs(result.history)
+
+
+class Objective:
+    """Runs one search per trial, reporting the study metric every epoch.
+
+    Args:
+        study_file: the study's stored file (fixed settings and space).
+        device: overrides the study file's device (auto, cpu, cuda, cuda:N).
+        checkpoint_dir: per-trial checkpoints live here (one file per original trial), so
+            a retried trial resumes where its crashed original stopped.
+        on_epoch: extra hook called after each epoch's report (progress bars, artifacts).
+        should_stop: polled before every search step; True interrupts the trial
+            (SearchInterrupted) so that the worker can hand it back for a retry.
+        artifact_store: an Optuna artifact store; when given, every trial that completes,
+            is pruned or diverges uploads its figures and a dashboard note (`report.py`).
+    """
+
+    def __init__(
+        self,
+        study_file: StudyFile,
+        *,
+        device: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+        on_epoch: EpochHook | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        artifact_store: Any | None = None,
+    ) -> None:
+        self.artifact_store = artifact_store
+        self.should_stop = should_stop
+        self.on_start: Callable[[int], None] | None = None
+        self.study_file = study_file
+        self.device = device
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.on_epoch = on_epoch
+        self.metric = study_file.study.metric
+
+    def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
+        """Where this trial's (or its original's) checkpoint lives."""
+        if self.checkpoint_dir is None:
+            return None
+        study = safe_name(trial.study.study_name)
+        return self.checkpoint_dir / study / f"trial-{original_trial_number(trial)}.pt"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self.on_start is not None:
+            self.on_start(trial.number)
+        if trial.user_attrs.get(FAIL_REASON_ATTR) is not None:
+            trial.set_user_attr(FAIL_REASON_ATTR, None)  # inherited from the retried original
+        config, _ = suggest(trial, self.study_file)
+        if self.device is not None:
+            config = dataclasses.replace(config, device=self.device)
+        data = prepare_data(config.data)
+        history: list[EpochMetrics] = []
+
+        def on_epoch(metrics: EpochMetrics) -> bool:
+            history.append(metrics)
+            trial.report(getattr(metrics, self.metric), metrics.epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, metrics)
+            return not trial.should_prune()
+
+        def on_resume(restored: list[EpochMetrics]) -> None:
+            # The retried trial re-reports what its crashed original had measured.
+            history.extend(restored)
+            for metrics in restored:
+                trial.report(getattr(metrics, self.metric), metrics.epoch)
+
+        checkpoint = self.checkpoint_path(trial)
+        try:
+            result = engine.run_search(
+                config,
+                data=data,
+                on_epoch=on_epoch,
+                checkpoint=checkpoint,
+                on_resume=on_resume,
+                should_stop=self.should_stop,
+            )
+        except NonFiniteLossError as exc:
+            self._record_failure(trial, str(exc), history)
+            self._upload_artifacts(trial, config, history, "fail", reason=str(exc))
+            raise
+        except SearchInterrupted as exc:
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{exc} by a signal; handed back for a retry")
+            raise
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            reason = f"out of memory on {config.device}: {str(exc).splitlines()[0]}"
+            self._record_failure(trial, reason, history)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise TrialOutOfMemory(reason) from None
+        if result.resumed_from_epoch is not None:
+            trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
+        if result.stopped_early:
+            for key, value in history_attrs(result.history).items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("genotype", result.genotype.to_dict())
+            if checkpoint is not None:
+                checkpoint.unlink(missing_ok=True)
+            reason = f"pruned after epoch {len(result.history) - 1}"
+            self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
+            raise optuna.TrialPruned(reason)
+        for key, value in result_attrs(result).items():
+            trial.set_user_attr(key, value)
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        self._upload_artifacts(trial, config, result.history, "complete", result.metrics())
+        return float(getattr(result, self.metric))
+
+    def _upload_artifacts(
+        self,
+        trial: optuna.Trial,
+        config: Any,
+        history: Any,
+        state: str,
+        metrics: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Figures and a note for the dashboard, while the trial still runs (never raises)."""
+        if self.artifact_store is None:
+            return
+        from hls_tune.study.trial_artifacts import upload_trial_artifacts
+
+        data = prepare_data(config.data)  # cached: the data this trial searched on
+        upload_trial_artifacts(
+            trial,
+            self.artifact_store,
+            config,
+            history,
+            state=state,
+            shot_group=data.shot_group,
+            train_counts=data.train_counts,
+            metrics=metrics,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _record_failure(trial: optuna.Trial, reason: str, history: list[EpochMetrics]) -> None:
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        for key, value in history_attrs(history).items():
+            trial.set_user_attr(key, value)

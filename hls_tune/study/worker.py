@@ -1,0 +1,298 @@
+"""One worker: load the study's stored settings, run trials until the global budget is used."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hls_tune.engine.results import EpochMetrics
+from hls_tune.errors import NonFiniteLossError, SearchInterrupted
+from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
+from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
+from hls_tune.study.storage import open_storage, redact
+from hls_tune.study.study import load_study, trials_done, work_left
+
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+DEFAULT_HEARTBEAT_INTERVAL_S = 30
+DEFAULT_MAX_RETRIES = 3
+THREADS_ENV = "HLS_TUNE_THREADS"
+
+
+@dataclass
+class WorkerSummary:
+    """What one worker did."""
+
+    trials: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def add(self, state: TrialState) -> None:
+        self.trials += 1
+        self.states[state.name.lower()] = self.states.get(state.name.lower(), 0) + 1
+
+
+def set_threads_from_env() -> None:
+    """Applies HLS_TUNE_THREADS to torch (several CPU workers must not oversubscribe cores)."""
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+
+
+class _TrialProgress:
+    """A tqdm bar per trial over its epochs (to stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.number: int | None = None
+
+    def __call__(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.number != trial.number:
+            self.close()
+            self.number = trial.number
+            self.bar = tqdm(
+                total=metrics.epochs,
+                initial=metrics.epoch,
+                desc=f"trial {trial.number}",
+                unit="epoch",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
+        self.bar.update(1)
+        self.bar.set_postfix(val=f"{metrics.val_accuracy:.3f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def retry_callback(max_retries: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Optuna's callback that re-queues a failed trial (same parameters) as WAITING."""
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    cls = cls or optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=max_retries)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT: the running trial stops at its next step and is retried.
+
+    A second signal raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def __call__(self) -> bool:
+        return bool(self.signum)
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def install(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+class _NothingQueued(Exception):
+    """No WAITING trial was left to claim: the study's budget is used."""
+
+
+class ClaimingStorage(RetryingStorage):
+    """A worker's storage: retries unreachable databases and never creates a fresh trial.
+
+    `Study.ask` claims a WAITING trial (queued by `hls-tune study create`, or a retry queued
+    by Optuna's callback) with an atomic state change, and creates a new trial only when none
+    is left; here that creation raises instead. Workers that finish trials at the same moment
+    therefore can never run more trials than the study's budget.
+    """
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            raise _NothingQueued
+        return self._call("create_new_trial", study_id, template_trial)
+
+
+def open_worker_storage(
+    url: str,
+    *,
+    storage_wait: float = DEFAULT_MAX_WAIT_S,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> ClaimingStorage:
+    """Opens `url` for a worker: Optuna's cache in front of SQL databases (as Optuna's own
+    `get_storage` does), retries around it, and claim-only trial creation.
+
+    `options` go to `open_storage` (heartbeat settings, connection pool).
+    """
+    inner = optuna.storages.get_storage(open_storage(url, **options))
+    return ClaimingStorage(inner, max_wait=storage_wait, log=log)
+
+
+def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> None:
+    """Marks an interrupted trial FAIL (if Optuna has not already) and queues its retry."""
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
+    storage = study._storage
+    if frozen.state == TrialState.RUNNING:
+        storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+        frozen = storage.get_trial(frozen._trial_id)
+    retry_callback(max_retries)(study, frozen)
+
+
+def run_worker(
+    url: str,
+    study_name: str,
+    *,
+    n_trials: int | None = None,
+    device: str | None = None,
+    checkpoint_dir: str | Path | None = DEFAULT_CHECKPOINT_DIR,
+    progress: bool = True,
+    artifacts: str | Path | None = None,
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S,
+    grace_period: int | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    storage_wait: float = DEFAULT_MAX_WAIT_S,
+    log: Callable[[str], None] | None = None,
+) -> WorkerSummary:
+    """Runs trials of a study until its global budget (or this worker's `n_trials`) is used.
+
+    Settings come from the storage (the study file stored at creation), never a local
+    file. A diverged or out-of-memory trial ends as FAIL with its reason in the user
+    attribute `fail_reason`; the worker goes on with the next trial. On SQLite and
+    PostgreSQL a heartbeat marks the running trial; a trial whose worker died is failed
+    by the next worker and re-queued (at most `max_retries` times), and its retry resumes
+    from the dead trial's last epoch checkpoint. SIGTERM/SIGINT stop the running trial at
+    its next step and hand it back the same way, then the worker exits cleanly. An
+    unreachable database is waited for (up to `storage_wait` seconds per call).
+
+    Args:
+        url: storage URL.
+        study_name: the study to work on.
+        n_trials: at most this many trials from this worker (None: until the budget is used).
+        device: overrides the study file's device.
+        checkpoint_dir: directory of per-trial checkpoints (shared by all workers).
+        progress: show a progress bar per trial.
+        artifacts: directory of the Optuna artifact store the trials' figures go to
+            (shared with the dashboard; None: no artifacts).
+        heartbeat_interval: seconds between heartbeats (None: off); SQLite/PostgreSQL only.
+        grace_period: seconds without a heartbeat before a trial counts as dead
+            (default: 3 × heartbeat_interval).
+        max_retries: how often a dead or interrupted trial is re-queued.
+        storage_wait: seconds a storage call may wait for an unreachable database.
+        log: callable taking one line (default: print to stderr).
+    """
+    set_threads_from_env()
+    # Heartbeat and retry callbacks are marked experimental; the worker relies on them.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
+    storage = open_worker_storage(
+        url,
+        storage_wait=storage_wait,
+        log=say,
+        heartbeat_interval=heartbeat_interval if heartbeat else None,
+        grace_period=(grace_period or 3 * heartbeat_interval) if heartbeat else None,
+        failed_trial_callback=retry_callback(max_retries) if heartbeat else None,
+    )
+    loaded = load_study(url, study_name, storage=storage)
+    study, study_file = loaded.study, loaded.study_file
+    budget = study_file.study.n_trials
+    bar = _TrialProgress(progress)
+    stop = _StopFlag()
+    objective = Objective(
+        study_file, device=device, checkpoint_dir=checkpoint_dir, on_epoch=bar, should_stop=stop
+    )
+    if artifacts is not None:
+        from hls_tune.study.artifacts import open_artifact_store
+
+        objective.artifact_store = open_artifact_store(artifacts)
+    summary = WorkerSummary()
+    previous = stop.install()
+    try:
+        while (n_trials is None or summary.trials < n_trials) and not stop():
+            if heartbeat:
+                # Dead workers' trials are failed and re-queued before the budget is counted.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            if not work_left(study, running=False):
+                if heartbeat and work_left(study):
+                    # Stay until running trials finish or go stale (then they are
+                    # re-queued here), so a dead worker never leaves a RUNNING trial.
+                    time.sleep(min(5.0, float(heartbeat_interval)))
+                    continue
+                break
+            finished: list[FrozenTrial] = []
+            started: list[int] = []
+            objective.on_start = started.append
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(NonFiniteLossError, TrialOutOfMemory),
+                    gc_after_trial=False,
+                    callbacks=[lambda _study, frozen, done=finished: done.append(frozen)],
+                )
+            except _NothingQueued:
+                continue  # another worker claimed the last queued trial first
+            except (SearchInterrupted, KeyboardInterrupt) as exc:
+                bar.close()
+                if started:
+                    _hand_back(study, started[0], max_retries)
+                    say(f"trial {started[0]} interrupted ({exc}); handed back for a retry")
+                break
+            bar.close()
+            for frozen in finished:
+                summary.add(frozen.state)
+                say(_trial_line(frozen))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    summary.interrupted = bool(stop())
+    say(
+        f"worker {'stopped' if summary.interrupted else 'done'}: {summary.trials} trials "
+        f"({_format_states(summary.states)}); study budget "
+        f"{trials_done(study)}/{budget} done"
+    )
+    return summary
+
+
+def _format_states(states: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+
+
+def _trial_line(trial: optuna.trial.FrozenTrial) -> str:
+    state = trial.state.name.lower()
+    if trial.state == TrialState.COMPLETE:
+        return f"trial {trial.number} complete: value {trial.value:.4f}"
+    if trial.state == TrialState.FAIL:
+        reason = trial.user_attrs.get(FAIL_REASON_ATTR, "see the worker log")
+        return f"trial {trial.number} failed: {redact(str(reason))}"
+    steps = len(trial.intermediate_values)
+    return f"trial {trial.number} {state} after {steps} epochs"
