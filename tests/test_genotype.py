@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
-from hls_tune.engine.nas.derive import derive_cell, derive_genotype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
+from hls_tune.engine.nas.derive import derive_cell, derive_genotype
 from hls_tune.engine.nas.genotype import (
     BUILTIN_GENOTYPES,
     PRIMITIVES,

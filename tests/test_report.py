@@ -10,7 +10,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hls_tune.study.trial_artifacts import genotype_rows
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
@@ -25,6 +24,7 @@ from hls_tune.study.config import load_study_file
 from hls_tune.study.launch import _worker_command, cpu_slots
 from hls_tune.study.objective import Objective
 from hls_tune.study.report import write_report
+from hls_tune.study.trial_artifacts import genotype_rows
 
 from .helpers import hls_tune, require_program, write_study
 from .report_study import N_TRIALS, expected_artifacts, finished_study

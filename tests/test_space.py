@@ -1,4 +1,4 @@
-"""Conditional sampling (hls_tune.space, the only caller of `trial.suggest_*`): a trial
+"""Conditional sampling (hls_tune.study.space, the only caller of `trial.suggest_*`): a trial
 records exactly the parameters its α-LR shape and mixing form use, and under the grid
 sampler every entry of the space. Real Optuna trials of an in-memory study."""
 
@@ -9,9 +9,9 @@ import itertools
 import optuna
 import pytest
 
-from hls_tune.config import parse_study_text
-from hls_tune.schedules import ALPHA_LR_SHAPES, MIX_FORMS
-from hls_tune.space import grid_search_space, suggest
+from hls_tune.engine.schedules import ALPHA_LR_SHAPES, MIX_FORMS
+from hls_tune.study.config import parse_study_text
+from hls_tune.study.space import grid_search_space, suggest
 
 STUDY = """
 [study]

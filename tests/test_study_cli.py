@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hls_tune.engine.nas.darts_format import parse_darts_python
 
+from hls_tune.engine.nas.darts_format import parse_darts_python
 from hls_tune.engine.nas.genotype import Genotype
 
 from .helpers import hls_tune, start_hls_tune, write_study
