@@ -148,9 +148,16 @@ def launch(
         raise ConfigError("give exactly one of --gpus (e.g. 0,1,2,3) or --cpus N.")
     if gpus is not None:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
-        if not ids or not all(g.isdigit() for g in ids):
+        if not ids or not all(g.isascii() and g.isdigit() for g in ids):
             raise ConfigError(
                 f"--gpus must be comma-separated GPU ids like 0,1,2 but got {gpus!r}."
+            )
+        ids = [str(int(g)) for g in ids]  # 00 and 0 are the same GPU
+        twice = sorted({g for g in ids if ids.count(g) > 1}, key=int)
+        if twice:
+            raise ConfigError(
+                f"--gpus names GPU {', '.join(twice)} more than once in {gpus!r}; give each "
+                "GPU once (--workers-per-gpu runs several workers on one GPU)."
             )
         slots = gpu_slots(ids, workers_per_gpu)
     else:

@@ -185,6 +185,12 @@ def launch(
                         )
                         start(i)
                         continue
+                    why = (
+                        "the study has no work left"
+                        if study_done
+                        else f"no restart left ({restarts[i]}/{max_restarts} used)"
+                    )
+                    say(f"[{slots[i].label}] exited with {code}; {why}")
                     status = 1
             if stop["signal"]:
                 deadline = time.monotonic() + grace_seconds

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hls_tune.engine.device import resolve_device
 from hls_tune.engine.results import EpochMetrics
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
@@ -153,14 +154,19 @@ def open_worker_storage(
     return ClaimingStorage(inner, max_wait=storage_wait, log=log)
 
 
-def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> None:
-    """Marks an interrupted trial FAIL (if Optuna has not already) and queues its retry."""
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
+def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> bool:
+    """Marks an interrupted trial FAIL (if Optuna has not already) and queues its retry.
+
+    Returns whether a retry was queued (not when the trial used up its `max_retries`).
+    """
+    trials = study.get_trials(deepcopy=False)
+    frozen = next(t for t in trials if t.number == trial_number)
     storage = study._storage
     if frozen.state == TrialState.RUNNING:
         storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
         frozen = storage.get_trial(frozen._trial_id)
     retry_callback(max_retries)(study, frozen)
+    return len(study.get_trials(deepcopy=False)) > len(trials)
 
 
 def run_worker(
@@ -222,6 +228,8 @@ def run_worker(
     )
     loaded = load_study(url, study_name, storage=storage)
     study, study_file = loaded.study, loaded.study_file
+    # An unusable device stops the worker here, before it claims a queued trial and fails it.
+    resolve_device(device or study_file.base.device)
     budget = study_file.study.n_trials
     bar = _TrialProgress(progress)
     stop = _StopFlag()
@@ -264,8 +272,13 @@ def run_worker(
             except (SearchInterrupted, KeyboardInterrupt) as exc:
                 bar.close()
                 if started:
-                    _hand_back(study, started[0], max_retries)
-                    say(f"trial {started[0]} interrupted ({exc}); handed back for a retry")
+                    if _hand_back(study, started[0], max_retries):
+                        say(f"trial {started[0]} interrupted ({exc}); handed back for a retry")
+                    else:
+                        say(
+                            f"trial {started[0]} interrupted ({exc}); not retried, its "
+                            f"retries are used up (--max-retries {max_retries})"
+                        )
                 break
             bar.close()
             for frozen in finished:
