@@ -308,6 +308,9 @@ def _parse_postgres(url: str) -> _StorageSpec:
         )
     if not parsed.database:
         raise _bad_storage(url, "must name a database: postgresql://USER:PASSWORD@HOST[:PORT]/DB")
+    if parsed.host and "@" in parsed.host:
+        # The driver would take the rest of the password for the host and quote it in errors.
+        raise _bad_storage(url, "must percent-encode '@' in the password as %40")
     parsed = parsed.set(drivername="postgresql+psycopg")
     where = f"{parsed.username}@" if parsed.username else ""
     where += parsed.host or "localhost"
