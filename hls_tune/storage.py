@@ -12,7 +12,8 @@ Accepted URL forms:
     Optuna's ``JournalStorage`` on a ``JournalFileBackend``: Optuna's recommendation for many
     processes on one host. ``journal:study.log`` is relative, ``journal:/abs/study.log``
     absolute. ``journal://…`` is rejected, so that ``journal://study.log`` cannot silently mean
-    ``/study.log``. No heartbeat (Optuna's journal storage has none).
+    ``/study.log``. No heartbeat (Optuna's journal storage has none, as of Optuna 5.1):
+    only ``hls-tune launch`` recovers the trial of a worker that died.
 ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`` (also ``postgresql+psycopg://``, ``postgres://``)
     Several machines. Always the psycopg (v3) driver; connections are checked before use
     (``pool_pre_ping``), connecting gives up after 10 s, and a worker process holds at most

@@ -83,3 +83,50 @@ def test_kill_9_recomputes_at_most_the_epoch_that_was_running(tmp_path, storage_
     # and the curve has no hole: the kept epochs were re-reported, the rest measured.
     assert sorted(retry.intermediate_values) == list(range(EPOCHS))
     assert retry.user_attrs["metrics"]["epochs_run"] == EPOCHS
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+def test_launch_on_a_journal_hands_back_the_trial_of_a_worker_killed_with_9(tmp_path):
+    """Optuna's journal storage has no heartbeat, so no other worker can tell that a trial's
+    worker died; the launcher, whose child the worker is, can."""
+    import os
+    import signal
+
+    from hls_tune.storage import open_storage
+
+    url = f"journal:{tmp_path / 's.log'}"
+    path = write_study(tmp_path / "study.toml", n_trials=1, epochs=EPOCHS)
+    created = hls_tune("study", "create", str(path), cwd=tmp_path, HLS_TUNE_STORAGE=url)
+    assert created.returncode == 0, created.stderr
+    ckpt = tmp_path / "ckpt"
+    launcher = start_hls_tune(
+        "launch", "--study", "tiny", "--cpus", "1", "--checkpoint-dir", str(ckpt),
+        cwd=tmp_path, HLS_TUNE_STORAGE=url,
+    )  # fmt: skip
+    try:
+        checkpoint = ckpt / "tiny" / "trial-0.pt"
+        deadline = time.monotonic() + 300
+        while (seen := _checkpoint_epoch(checkpoint)) is None or seen < 1:
+            assert launcher.poll() is None, launcher.communicate()[0]
+            assert time.monotonic() < deadline, "timed out waiting for the checkpoint of epoch 1"
+            time.sleep(0.02)
+        (worker,) = _children(launcher.pid)
+        os.kill(worker, signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output
+    assert "[cpu0] trial 0 handed back for a retry" in output, output
+    assert "restart 1/3" in output, output
+    trials = optuna.load_study(study_name="tiny", storage=open_storage(url)).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], output
+    retry = trials[1]
+    assert retry.system_attrs.get("failed_trial") == 0
+    resumed = retry.user_attrs.get("resumed_from_epoch")
+    assert resumed is not None and resumed >= seen + 1, (resumed, seen)
+    assert sorted(retry.intermediate_values) == list(range(EPOCHS))
