@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +23,7 @@ import optuna
 
 from hls_tune.study.storage import open_storage, redact
 from hls_tune.study.study import load_study, state_counts, trials_done, work_left
+from hls_tune.study.worker import DEFAULT_MAX_RETRIES, WORKER_TAG_ENV, hand_back_trials_of
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,18 @@ def launch(
     restarts = [0] * len(slots)
     stop = {"signal": 0}
 
+    # Journal and gRPC storages have no heartbeat: the launcher hands back the trial of a
+    # worker it saw die, found by the tag the worker stored on it.
+    recover = url.split(":", 1)[0].lower() in ("journal", "grpc")
+    tags = [""] * len(slots)
+
     def start(i: int) -> None:
         if shares[i] == 0:
             return
+        tags[i] = f"{socket.gethostname()}:{os.getpid()}:{slots[i].label}:{uuid.uuid4().hex}"
         proc = subprocess.Popen(
             _worker_command(url, study_name, slots[i], shares[i], checkpoint_dir, artifacts),
-            env=env_base | slots[i].env,
+            env=env_base | slots[i].env | {WORKER_TAG_ENV: tags[i]},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -175,6 +184,9 @@ def launch(
                 if code is None:
                     continue
                 del procs[i]
+                if code != 0 and recover:
+                    for number in hand_back_trials_of(study, tags[i], DEFAULT_MAX_RETRIES):
+                        say(f"[{slots[i].label}] trial {number} handed back for a retry")
                 if code != 0 and not stop["signal"]:
                     study_done = not work_left(study)
                     if not study_done and restarts[i] < max_restarts:

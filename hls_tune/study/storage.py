@@ -12,7 +12,8 @@ Accepted URL forms:
     Optuna's ``JournalStorage`` on a ``JournalFileBackend``: Optuna's recommendation for many
     processes on one host. ``journal:study.log`` is relative, ``journal:/abs/study.log``
     absolute. ``journal://…`` is rejected, so that ``journal://study.log`` cannot silently mean
-    ``/study.log``. No heartbeat (Optuna's journal storage has none).
+    ``/study.log``. No heartbeat (Optuna's journal storage has none, as of Optuna 5.1):
+    only ``hls-tune launch`` recovers the trial of a worker that died.
 ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`` (also ``postgresql+psycopg://``, ``postgres://``)
     Several machines. Always the psycopg (v3) driver; connections are checked before use
     (``pool_pre_ping``), connecting gives up after 10 s, and a worker process holds at most
@@ -308,6 +309,9 @@ def _parse_postgres(url: str) -> _StorageSpec:
         )
     if not parsed.database:
         raise _bad_storage(url, "must name a database: postgresql://USER:PASSWORD@HOST[:PORT]/DB")
+    if parsed.host and "@" in parsed.host:
+        # The driver would take the rest of the password for the host and quote it in errors.
+        raise _bad_storage(url, "must percent-encode '@' in the password as %40")
     parsed = parsed.set(drivername="postgresql+psycopg")
     where = f"{parsed.username}@" if parsed.username else ""
     where += parsed.host or "localhost"

@@ -29,6 +29,11 @@ DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_MAX_RETRIES = 3
 THREADS_ENV = "HLS_TUNE_THREADS"
+# Set by `hls-tune launch` for each worker it starts; the worker stores it on every trial it
+# runs, so that the launcher can hand back the trial of a worker that died (journal and gRPC
+# storages have no heartbeat to do it).
+WORKER_TAG_ENV = "HLS_TUNE_WORKER_TAG"
+WORKER_TAG_ATTR = "hls_tune:worker"
 
 
 @dataclass
@@ -154,6 +159,26 @@ def open_worker_storage(
     return ClaimingStorage(inner, max_wait=storage_wait, log=log)
 
 
+def _tag(study: optuna.Study, started: list[int], number: int, tag: str) -> None:
+    started.append(number)
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage.set_trial_system_attr(trial_id, WORKER_TAG_ATTR, tag)
+
+
+def hand_back_trials_of(study: optuna.Study, tag: str, max_retries: int) -> list[int]:
+    """Fails and re-queues the RUNNING trials of the dead worker tagged `tag`.
+
+    Returns:
+        Their numbers.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    numbers = [t.number for t in running if t.system_attrs.get(WORKER_TAG_ATTR) == tag]
+    for number in numbers:
+        _hand_back(study, number, max_retries)
+    return numbers
+
+
 def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> bool:
     """Marks an interrupted trial FAIL (if Optuna has not already) and queues its retry.
 
@@ -241,6 +266,7 @@ def run_worker(
 
         objective.artifact_store = open_artifact_store(artifacts)
     summary = WorkerSummary()
+    tag = os.environ.get(WORKER_TAG_ENV, "")
     previous = stop.install()
     try:
         while (n_trials is None or summary.trials < n_trials) and not stop():
@@ -259,6 +285,10 @@ def run_worker(
             finished: list[FrozenTrial] = []
             started: list[int] = []
             objective.on_start = started.append
+            if tag:
+                objective.on_start = lambda number, started=started: _tag(
+                    study, started, number, tag
+                )
             try:
                 study.optimize(
                     objective,
