@@ -58,7 +58,7 @@ def load_genotype(spec: str, name: str | None = None) -> Genotype:
         ('dil_conv_3x3', 2)
     """
     path = Path(spec)
-    if "\n" not in spec and len(spec) < 4096 and path.is_file():
+    if _is_file(path):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -75,13 +75,27 @@ def load_genotype(spec: str, name: str | None = None) -> Genotype:
     if _GENOTYPE_CALL.search(spec):
         return _from_log(spec, "GENOTYPE text")
     names = tuple(BUILTIN_GENOTYPES)
-    if path.suffix or os.sep in spec or path.exists():
+    if path.suffix or os.sep in spec or _exists(path):
         raise ConfigError(f"genotype file {spec!r} does not exist or is not a file.")
     raise ConfigError(
         f"GENOTYPE {_shorten(spec)!r} is neither a file (JSON, a DARTS genotypes.py or a "
         f"search log), a Genotype(...) text, nor a built-in genotype ({', '.join(names)}, "
         f"or DARTS_V1, DARTS_V2, DARTS, PC_DARTS){did_you_mean(spec.lower(), names)}."
     )
+
+
+def _is_file(path: Path) -> bool:
+    try:  # a Genotype(...) text is no file name; the OS may refuse it as too long
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _shorten(text: str, limit: int = 60) -> str:
