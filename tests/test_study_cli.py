@@ -124,8 +124,8 @@ def test_two_sqlite_workers_share_the_budget_and_export_round_trips(tmp_path):
     ast.parse(py_text)
     parsed = parse_darts_python(py_text)
     backbone = Genotype.from_dict(record["genotype"])
-    assert parsed[f"trial_{best.number}"].normal == backbone.normal
-    assert parsed[f"trial_{best.number}"].reduce == backbone.reduce
+    assert parsed[f"tiny_trial{best.number}"].normal == backbone.normal
+    assert parsed[f"tiny_trial{best.number}"].reduce == backbone.reduce
     # idempotent: a second export writes nothing; a different file is refused without --force
     again = hls_tune(
         "export", "--study", "tiny", "--storage", url, "--top-k", "2", "--out", str(out)

@@ -1,4 +1,4 @@
-"""`hls-tune search`, `train` and `compare`: the engine without a study storage."""
+"""`hls-tune search`, `train`, `inspect` and `compare`: the engine without a study storage."""
 
 import sys
 from pathlib import Path
@@ -86,8 +86,23 @@ def search(
     click.echo(f"wrote {out / 'genotype.json'} and {out / 'metrics.json'}")
 
 
+def name_option(func: Any) -> Any:
+    """--name: which genotype of a genotypes.py file."""
+    return click.option(
+        "--name",
+        default=None,
+        help="The genotype to take from a genotypes.py holding several (e.g. DARTS_V2).",
+    )(func)
+
+
+def _genotype_label(spec: str, name: str | None) -> str:
+    label = spec if "\n" not in spec and len(spec) <= 80 else "the given Genotype(...)"
+    return f"{label} ({name})" if name else label
+
+
 @cli.command()
 @click.argument("genotype")
+@name_option
 @click.option(
     "--study-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -203,11 +218,14 @@ def search(
     default=None,
     help="Directory for checkpoint.pt (resumed when present), metrics.json, genotype.json.",
 )
-def train(genotype: str, study_file: Path | None, **options: Any) -> None:
+def train(genotype: str, name: str | None, study_file: Path | None, **options: Any) -> None:
     """Train GENOTYPE from scratch and report long-tailed test metrics.
 
-    GENOTYPE is a JSON file (a genotype, or a record written by `hls-tune export`) or a
-    built-in name: darts_v1, darts_v2, pc_darts.
+    GENOTYPE is a JSON file (a genotype, or a record written by `hls-tune export`), a DARTS
+    genotypes.py (the original, PC-DARTS' or `hls-tune export --format py`; --name picks
+    one), a search log or the text holding the Genotype(...) line DARTS logs, or a published
+    cell: darts_v1, darts_v2, pc_darts, or DARTS' names DARTS_V1, DARTS_V2, DARTS, PC_DARTS
+    (any case).
     """
     import dataclasses
 
@@ -217,7 +235,7 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.settings import DataConfig
 
-    cells = engine.load_genotype(genotype)  # a bad genotype stops here, before any data
+    cells = engine.load_genotype(genotype, name)  # a bad genotype stops here, before any data
     data = DataConfig()
     if study_file is not None:
         from hls_tune.study.config import load_study_file
@@ -241,7 +259,8 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     prepared = prepare_data(config.data)  # data errors surface before training starts
     crop, flip, cutout = config.augmentation(prepared.image_size)
     click.echo(
-        f"train: {'BBN' if config.bbn else 'plain'} network of {genotype} on {data.dataset} "
+        f"train: {'BBN' if config.bbn else 'plain'} network of {_genotype_label(genotype, name)}"
+        f" on {data.dataset} "
         f"(IR {data.imbalance_ratio:g}), C={config.channels} L={config.layers}, "
         f"{config.epochs} epochs, crop {crop} flip {flip} cutout {cutout}",
         err=True,
@@ -268,6 +287,113 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     )
     if out is not None:
         click.echo(f"wrote {out / 'metrics.json'} and {out / engine.CHECKPOINT_NAME}")
+
+
+# (in_channels, classes, image side) of the datasets the discrete network is sized for.
+INSPECT_DATASETS = {"cifar10": (3, 10, 32), "cifar100": (3, 100, 32), "digits": (1, 10, 8)}
+
+
+@cli.command()
+@click.argument("genotype")
+@name_option
+@click.option(
+    "--channels",
+    type=click.IntRange(min=1),
+    default=36,
+    show_default=True,
+    help="C, channels of the first cells.",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="L, cells (reductions at L//3 and 2L//3).",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(list(INSPECT_DATASETS)),
+    default="cifar10",
+    show_default=True,
+    help="Input channels, image side and classes: cifar10 3×32×32/10, cifar100 3×32×32/100, "
+    "digits 1×8×8/10.",
+)
+@click.option(
+    "--bbn/--plain",
+    default=None,
+    help="Bilateral-branch network or the plain DARTS network "
+    "(default: BBN for a genotype with head cells).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the cells (cell_normal.png, ...) into this directory.",
+)
+def inspect(
+    genotype: str,
+    name: str | None,
+    channels: int,
+    layers: int,
+    dataset: str,
+    bbn: bool | None,
+    out: Path | None,
+) -> None:
+    """Print GENOTYPE's parameters and multiply-adds without training.
+
+    Counts follow DARTS: the test-time network, without the auxiliary head (darts_v2 at
+    C=36, L=20 on CIFAR-10: 3,349,342 parameters). GENOTYPE takes every form `train` does.
+    """
+    import torch
+
+    from hls_tune.engine.nas.load import load_genotype
+    from hls_tune.engine.nas.network import (
+        BbnGenotypeNetwork,
+        GenotypeNetwork,
+        count_multiply_adds,
+        count_parameters,
+    )
+
+    cells = load_genotype(genotype, name)
+    in_channels, classes, side = INSPECT_DATASETS[dataset]
+    use_bbn = cells.is_bbn if bbn is None else bbn
+    kind = BbnGenotypeNetwork if use_bbn else GenotypeNetwork
+    torch.manual_seed(0)
+    model = kind(
+        cells,
+        in_channels,
+        classes,
+        image_size=side,
+        channels=channels,
+        layers=layers,
+        auxiliary=True,
+    )
+    params = count_parameters(model)
+    auxiliary = sum(p.numel() for p in model.parameters()) - params
+    madds = count_multiply_adds(model, (in_channels, side, side))
+    click.echo(
+        f"{_genotype_label(genotype, name)}: {'BBN' if use_bbn else 'plain'} network, "
+        f"C={channels} L={layers}, {dataset} ({in_channels}×{side}×{side}, {classes} classes)"
+    )
+    click.echo(f"parameters     {params:,} ({params / 1e6:.3f} M)")
+    click.echo(f"multiply-adds  {madds:,} ({madds / 1e6:.1f} M)")
+    if auxiliary:
+        click.echo(f"auxiliary head {auxiliary:,} parameters (training only, not counted)")
+    if out is not None:
+        from hls_tune.engine import plots
+
+        drawn = [("normal", cells.normal, cells.normal_concat)]
+        drawn.append(("reduce", cells.reduce, cells.reduce_concat))
+        if cells.is_bbn:
+            drawn.append(
+                ("head_conventional", cells.head_conventional, cells.head_conventional_concat)
+            )
+            drawn.append(
+                ("head_rebalancing", cells.head_rebalancing, cells.head_rebalancing_concat)
+            )
+        for cell, edges, concat in drawn:
+            path, _ = plots.cell_diagram(edges, concat, out / f"cell_{cell}.png", title=cell)
+            click.echo(f"cell {cell:<17} {path}")
 
 
 @cli.command()

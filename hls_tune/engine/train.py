@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from hls_tune.engine.data import DeviceImages, InstanceStream, LongTailData, con
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.device import resolve_device
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
-from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype, builtin_genotype
+from hls_tune.engine.nas.genotype import Genotype
+from hls_tune.engine.nas.load import load_genotype  # noqa: F401  (the engine's one loader)
 from hls_tune.engine.nas.network import (
     BbnGenotypeNetwork,
     GenotypeNetwork,
@@ -48,7 +49,6 @@ from hls_tune.engine.settings import (
     DataConfig,
     check_choice,
     check_range,
-    did_you_mean,
 )
 from hls_tune.errors import ConfigError, NonFiniteLossError
 
@@ -258,53 +258,6 @@ class TrainResult:
 
 
 TrainCallback = Callable[[TrainEpoch], bool | None]
-
-
-def load_genotype(spec: str) -> Genotype:
-    """A genotype from a JSON file or a built-in name.
-
-    The file may hold a bare genotype (``Genotype.to_json``) or an export record with a
-    ``"genotype"`` key (``hls-tune export``). JSON is parsed and validated, never evaluated.
-
-    Args:
-        spec: a path to a JSON file, or ``darts_v1``, ``darts_v2`` or ``pc_darts``.
-
-    Raises:
-        ConfigError: a missing or unreadable file, invalid JSON, an invalid genotype (the
-            message names the file and the bad entry), or an unknown name.
-
-    Example:
-        >>> load_genotype("darts_v2").normal[0]
-        ('sep_conv_3x3', 0)
-    """
-    path = Path(spec)
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"genotype file {spec!r} cannot be read: {err}.") from None
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(
-                f"genotype file {spec!r}: not valid JSON (line {err.lineno} column "
-                f"{err.colno}: {err.msg})."
-            ) from None
-        if isinstance(document, Mapping) and "genotype" in document:
-            document = document["genotype"]
-        try:
-            return Genotype.from_dict(document)
-        except ConfigError as err:
-            raise ConfigError(f"genotype file {spec!r}: {err}") from None
-    if spec in BUILTIN_GENOTYPES:
-        return builtin_genotype(spec)
-    names = tuple(BUILTIN_GENOTYPES)
-    if path.suffix or os.sep in spec or path.exists():
-        raise ConfigError(f"genotype file {spec!r} does not exist or is not a file.")
-    raise ConfigError(
-        f"GENOTYPE {spec!r} is neither a JSON file nor a built-in genotype "
-        f"({', '.join(names)}){did_you_mean(spec, names)}."
-    )
 
 
 def build_network(

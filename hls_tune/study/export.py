@@ -1,7 +1,10 @@
 """Export the best trials' genotypes: one JSON file each and a DARTS-compatible Python file.
 
 File names come from the study name through `safe_name`, so whatever the name holds
-(`../`, `/`, spaces, unicode) every file stays inside the chosen directory.
+(`../`, `/`, spaces, unicode) every file stays inside the chosen directory. The Python file
+is an importable module (``<study>_genotypes.py``, an identifier) whose genotype names hold
+the study and the trial (``<study>_trial<N>``), so modules of several studies never clash;
+BBN head cells follow in its ``BBN_HEADS`` dict, which DARTS' code ignores.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import optuna
 
 from hls_tune.engine.nas.darts_format import darts_python_module
-from hls_tune.engine.nas.genotype import Genotype
+from hls_tune.engine.nas.genotype import Genotype, darts_identifier
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
 from hls_tune.study.study import LoadedStudy, ranked_trials
@@ -54,6 +57,17 @@ def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dic
     }
 
 
+def module_name(study_name: str) -> str:
+    """The exported module's name: ``<study>_genotypes`` made an identifier, so that
+    ``import`` reads the file as written (``cifar10-lt-hls`` → ``cifar10_lt_hls_genotypes``)."""
+    return darts_identifier(f"{darts_identifier(study_name)[:90]}_genotypes")
+
+
+def genotype_name(study_name: str, trial_number: int) -> str:
+    """The exported genotype's variable: study and trial, unique across studies' modules."""
+    return darts_identifier(f"{darts_identifier(study_name)[:90]}_trial{trial_number}")
+
+
 def _inside(out: Path, name: str) -> Path:
     path = (out / name).resolve()
     if path.parent != out.resolve():
@@ -81,14 +95,16 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
             if rank == 0:
                 files[_inside(out, "best.json")] = text
     if fmt in ("py", "both"):
+        name = loaded.study.study_name
         genotypes = {
-            f"trial_{t.number}": Genotype.from_dict(t.user_attrs["genotype"]) for t in trials
+            genotype_name(name, t.number): Genotype.from_dict(t.user_attrs["genotype"])
+            for t in trials
         }
         header = (
             f'"""Best genotypes of study {loaded.study.study_name!r} (backbone cells, '
             'in the namedtuple form of the original DARTS genotypes.py)."""\n'
         )
-        files[_inside(out, f"{stem}_genotypes.py")] = header + darts_python_module(genotypes)
+        files[_inside(out, f"{module_name(name)}.py")] = header + darts_python_module(genotypes)
     return files
 
 

@@ -1,4 +1,5 @@
-"""Architectures: the genotype record (no torch), its derivation from α and DARTS-format I/O;
+"""Architectures: the genotype record (no torch), its derivation from α and DARTS-format I/O
+and the loader of every genotype form (`load`);
 the supernets (`supernet`, the faster `fused`), the discrete networks (`network`) and their
 operations (`primitives`), which need torch and are imported from their modules."""
 
@@ -12,6 +13,7 @@ from hls_tune.engine.nas.genotype import (
     builtin_genotype,
     cell_nodes,
 )
+from hls_tune.engine.nas.load import load_genotype
 
 __all__ = [
     "BUILTIN_GENOTYPES",
@@ -23,5 +25,6 @@ __all__ = [
     "darts_python_module",
     "derive_cell",
     "derive_genotype",
+    "load_genotype",
     "parse_darts_python",
 ]

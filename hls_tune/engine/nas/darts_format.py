@@ -1,7 +1,8 @@
 """The original DARTS ``genotypes.py`` format: write a module of genotypes, read one back.
 
 Reading never executes the file: it walks the syntax tree and accepts only the namedtuple
-import/definition and ``NAME = Genotype(...)`` assignments.
+import/definition, ``NAME = Genotype(...)`` assignments and the ``BBN_HEADS`` literal that
+keeps BBN head cells next to the backbones (DARTS' own code never looks at it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ from typing import Any
 from hls_tune.engine.nas.genotype import DARTS_FIELDS, Genotype, darts_identifier, is_integer
 from hls_tune.errors import ConfigError
 
-__all__ = ["darts_python_module", "parse_darts_python"]
+__all__ = [
+    "HEADS_VARIABLE",
+    "darts_python_entries",
+    "darts_python_module",
+    "parse_darts_python",
+    "parse_genotype_expression",
+]
+
+HEADS_VARIABLE = "BBN_HEADS"
+"""The dict, genotype name → head cells, that carries what DARTS' namedtuple cannot hold."""
+_HEAD_FIELDS = (
+    "head_conventional",
+    "head_conventional_concat",
+    "head_rebalancing",
+    "head_rebalancing_concat",
+)
 
 _DARTS_HEADER = (
     "from collections import namedtuple\n"
@@ -26,7 +42,9 @@ def darts_python_module(genotypes: Mapping[str, Genotype]) -> str:
     """A complete DARTS-style ``genotypes.py`` text, one assignment per genotype.
 
     The file can be dropped into the original DARTS code (``eval("genotypes.%s" % name)``).
-    Names are sanitised into identifiers; only backbone cells are written.
+    Names are sanitised into identifiers. The namedtuples hold the backbone cells; the head
+    cells of BBN genotypes follow in one ``BBN_HEADS`` dict keyed by those names, which
+    DARTS ignores and `parse_darts_python` merges back.
 
     Args:
         genotypes: variable name → genotype.
@@ -41,6 +59,7 @@ def darts_python_module(genotypes: Mapping[str, Genotype]) -> str:
     """
     lines = [_DARTS_HEADER]
     seen: dict[str, str] = {}
+    heads: dict[str, dict[str, Any]] = {}
     for name, genotype in genotypes.items():
         identifier = darts_identifier(name)
         if identifier in seen:
@@ -50,6 +69,24 @@ def darts_python_module(genotypes: Mapping[str, Genotype]) -> str:
             )
         seen[identifier] = name
         lines.append(genotype.to_darts_python(identifier))
+        if genotype.is_bbn:
+            heads[identifier] = {
+                field: [tuple(edge) for edge in value]
+                if not field.endswith("_concat")
+                else list(value)
+                for field in _HEAD_FIELDS
+                if (value := getattr(genotype, field)) is not None
+            }
+    if heads:
+        lines.append("")
+        lines.append("# BBN head cells of the genotypes above (the DARTS namedtuple has no field")
+        lines.append("# for them; DARTS' code ignores this variable).")
+        lines.append(f"{HEADS_VARIABLE} = {{")
+        for identifier, cells in heads.items():
+            lines.append(f"    {identifier!r}: {{")
+            lines.extend(f"        {field!r}: {value!r}," for field, value in cells.items())
+            lines.append("    },")
+        lines.append("}")
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +126,9 @@ def parse_darts_python(text: str) -> dict[str, Genotype]:
     ``Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")``,
     a literal ``PRIMITIVES = [...]`` list of strings (ignored), ``NAME = Genotype(normal=...,
     normal_concat=..., reduce=..., reduce_concat=...)`` with literal keyword arguments
-    (a concat may be ``range(a, b)``), and aliases ``NAME = OTHER`` of an earlier genotype.
+    (a concat may be ``range(a, b)``), aliases ``NAME = OTHER`` of an earlier genotype, and a
+    literal ``BBN_HEADS = {NAME: {"head_conventional": [...], ...}}`` whose head cells are
+    merged into the named genotypes.
 
     Args:
         text: the file content.
@@ -101,13 +140,30 @@ def parse_darts_python(text: str) -> dict[str, Genotype]:
         ConfigError: invalid Python, any other statement, or an invalid genotype; the message
             names the line.
     """
+    genotypes: dict[str, Genotype] = {}
+    for name, entry in darts_python_entries(text).items():
+        if isinstance(entry, ConfigError):
+            raise entry
+        genotypes[name] = entry
+    return genotypes
+
+
+def darts_python_entries(text: str) -> dict[str, Genotype | ConfigError]:
+    """Like `parse_darts_python`, but an assignment that is well-formed yet not a valid
+    genotype here (the original file's NASNet uses ``sep_conv_7x7``) is kept as its error
+    instead of failing the whole file, so that one genotype can be picked from the rest.
+
+    Raises:
+        ConfigError: invalid Python, or a statement of any other kind (never executed).
+    """
     try:
         module = ast.parse(text)
     except SyntaxError as err:
         raise ConfigError(
             f"DARTS genotype file: not valid Python (line {err.lineno}: {err.msg})."
         ) from None
-    genotypes: dict[str, Genotype] = {}
+    genotypes: dict[str, Genotype | ConfigError] = {}
+    heads: dict[str, tuple[str, Any]] = {}
     for stmt in module.body:
         where = f"DARTS genotype file line {stmt.lineno}"
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
@@ -124,6 +180,9 @@ def parse_darts_python(text: str) -> dict[str, Genotype]:
             value = stmt.value
             if name == "Genotype":
                 _check_namedtuple_definition(value, where)
+                continue
+            if name == HEADS_VARIABLE:
+                heads.update(_heads_literal(value, where))
                 continue
             if name == "PRIMITIVES":
                 primitives = _literal(value, f"{where} (PRIMITIVES)")
@@ -145,14 +204,65 @@ def parse_darts_python(text: str) -> dict[str, Genotype]:
                 and isinstance(value.func, ast.Name)
                 and value.func.id == "Genotype"
             ):
-                genotypes[name] = _genotype_from_call(value, f"{where} ({name})")
+                try:
+                    genotypes[name] = _genotype_from_call(value, f"{where} ({name})")
+                except ConfigError as err:
+                    genotypes[name] = err
                 continue
         raise ConfigError(
             f"{where}: unsupported statement {ast.unparse(stmt).splitlines()[0]!r}; only "
             "`NAME = Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)` "
             "assignments and the namedtuple header are allowed."
         )
+    for name, (where, cells) in heads.items():
+        entry = genotypes.get(name)
+        if entry is None:
+            raise ConfigError(f"{where}: {HEADS_VARIABLE}[{name!r}] names no genotype above.")
+        if isinstance(entry, Genotype):
+            try:
+                genotypes[name] = Genotype.from_dict(entry.to_dict() | cells)
+            except ConfigError as err:
+                genotypes[name] = ConfigError(f"{where} ({HEADS_VARIABLE}[{name!r}]): {err}")
     return genotypes
+
+
+def _heads_literal(value: ast.expr, where: str) -> dict[str, tuple[str, Any]]:
+    heads = _literal(value, f"{where} ({HEADS_VARIABLE})")
+    if not isinstance(heads, dict):
+        raise ConfigError(f"{where}: {HEADS_VARIABLE} must be a dict of genotype name → cells.")
+    for name, cells in heads.items():
+        if not (isinstance(name, str) and isinstance(cells, dict)):
+            raise ConfigError(f"{where}: {HEADS_VARIABLE} must map genotype names to dicts.")
+        unknown = [key for key in cells if key not in _HEAD_FIELDS]
+        if unknown:
+            raise ConfigError(
+                f"{where}: {HEADS_VARIABLE}[{name!r}] has unknown key {unknown[0]!r}; "
+                f"allowed: {', '.join(_HEAD_FIELDS)}."
+            )
+    return {name: (where, cells) for name, cells in heads.items()}
+
+
+def parse_genotype_expression(text: str, where: str = "Genotype") -> Genotype:
+    """One ``Genotype(normal=..., ...)`` expression, as DARTS logs it, read without evaluating.
+
+    Args:
+        text: the expression alone (e.g. cut from ``genotype = Genotype(...)`` in a log).
+        where: what to call it in error messages.
+
+    Raises:
+        ConfigError: not a ``Genotype(...)`` call of literals, or an invalid genotype.
+    """
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as err:
+        raise ConfigError(f"{where}: not a valid Genotype(...) expression ({err.msg}).") from None
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Genotype"
+    ):
+        raise ConfigError(f"{where}: expected Genotype(normal=..., ...) but got {text[:60]!r}.")
+    return _genotype_from_call(node, where)
 
 
 def _check_namedtuple_definition(value: ast.expr, where: str) -> None:

@@ -334,7 +334,7 @@ class Genotype:
         )
 
 
-_RESERVED_NAMES = frozenset({"Genotype", "namedtuple", "PRIMITIVES"})
+_RESERVED_NAMES = frozenset({"Genotype", "namedtuple", "PRIMITIVES", "BBN_HEADS"})
 
 
 def darts_identifier(name: str) -> str:
