@@ -4,7 +4,6 @@ target choose the architecture, and every adapt_mode."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import optuna
 import pytest
@@ -125,3 +124,83 @@ def test_adapt_head_resumes_across_the_phase_boundary_exactly(target, cache, tmp
     assert resumed.resumed_from_epoch == 1 and not resumed.source["built"]
     assert [m.val_accuracy for m in resumed.history] == [m.val_accuracy for m in whole.history]
     assert resumed.genotype == whole.genotype and resumed.test_accuracy == whole.test_accuracy
+
+
+ADAPT_STUDY = """
+[study]
+name = "adapt"
+metric = "val_balanced_accuracy"
+n_trials = 2
+[study.sampler]
+type = "grid"
+[study.pruner]
+type = "none"
+
+[data]
+dataset = "digits"
+image_size = 8
+val_fraction = 0.15
+imbalance_ratio = 10
+max_per_class = 30
+many_above = 20
+few_below = 8
+
+[engine]
+method = "adapt_head"
+channels = 4
+layers = 3
+epochs = 2
+head_epochs = 1
+adapt_alpha_epochs = 1
+batch_size = 16
+flip = false
+crop_padding = 1
+device = "cpu"
+fused = false
+
+[space]
+adapt_mode = {ADAPT_MODES}
+"""
+
+
+def test_two_workers_started_together_search_the_source_once_and_share_it(tmp_path):
+    study_file = tmp_path / "adapt.toml"
+    study_file.write_text(ADAPT_STUDY.replace("{ADAPT_MODES}", '["head_ce", "finetune"]'))
+    url = f"sqlite:///{tmp_path / 'adapt.db'}"
+    assert hls_tune("study", "create", str(study_file), "--storage", url).returncode == 0
+    worker = ("worker", "--study", "adapt", "--storage", url, "--no-progress")
+    checkpoints = tmp_path / "ck"
+    workers = [start_hls_tune(*worker, "--checkpoint-dir", str(checkpoints)) for _ in "ab"]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name="adapt", storage=url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.params["adapt_mode"] for t in trials) == ["finetune", "head_ce"]
+    sources = [t.user_attrs["source_supernet"] for t in trials]
+    assert len({s["key"] for s in sources}) == 1  # both trials adapted one source
+    assert sorted(s["built"] for s in sources) == [False, True]  # searched exactly once
+    assert [p.name for p in (checkpoints / "sources").glob("*.pt")] == [
+        f"source-{sources[0]['key']}.pt"
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", ['adapt_mode = "head"', "adapt_alpha_epochs = -1", 'adapt_mode = ["none", "full"]']
+)
+def test_a_bad_adapt_setting_is_one_line_and_exit_2(tmp_path, line):
+    text = ADAPT_STUDY.replace("adapt_mode = {ADAPT_MODES}", "")
+    if line.startswith("adapt_mode = ["):
+        text = text.replace("[space]\n", f"[space]\n{line}\n")
+    elif line.startswith("adapt_alpha_epochs"):
+        text = text.replace("adapt_alpha_epochs = 1", line)
+    else:
+        text = text.replace("[engine]\n", f"[engine]\n{line}\n")
+    study_file = tmp_path / "bad.toml"
+    study_file.write_text(text)
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    result = hls_tune("study", "create", str(study_file), "--storage", url)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    key = line.split(" =")[0]
+    assert key in result.stderr and "must" in result.stderr, result.stderr
+    assert not (tmp_path / "bad.db").exists()
