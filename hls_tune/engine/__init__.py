@@ -38,14 +38,26 @@ def run_search(
     checkpoint: str | Path | None = None,
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    source_cache: str | Path | None = None,
 ) -> SearchResult:
-    """Runs one search for `config.method`: adapt_head (a source search, then head
-    retraining, SPEC §5) goes to `adapt.run`, every other method to `search.run`; the
+    """Runs one search for `config.method`: adapt_head (a cached source search, then the
+    adaptation to the target, SPEC §5) goes to `adapt.run`, with `source_cache` (the
+    directory of shared source supernets), every other method to `search.run`; the other
     arguments are `search.run`'s."""
     if config.method == "adapt_head":
-        from hls_tune.engine import adapt as loop
-    else:
-        from hls_tune.engine import search as loop
+        from hls_tune.engine import adapt
+
+        return adapt.run(
+            config,
+            data=data,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+            on_resume=on_resume,
+            should_stop=should_stop,
+            source_cache=source_cache,
+        )
+    from hls_tune.engine import search as loop
+
     return loop.run(
         config,
         data=data,

@@ -68,6 +68,8 @@ class SearchResult:
 
     The test-set figures are None when the run was stopped early by the callback: the
     balanced test set is for final reporting only, never for pruning or selection.
+    `source` is adapt_head's shared source supernet (`adapt.SourceSupernet.summary()`:
+    cache key, whether this run built it, its search time and genotype); None otherwise.
     """
 
     config: SearchConfig
@@ -80,6 +82,7 @@ class SearchResult:
     test_balanced_accuracy: float | None = None
     test_per_class_accuracy: tuple[float, ...] | None = None
     shot_accuracy: dict[str, float] | None = None
+    source: dict[str, Any] | None = None
 
     @property
     def val_accuracy(self) -> float:

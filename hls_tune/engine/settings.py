@@ -21,6 +21,9 @@ BBN_METHODS = frozenset({"bbn_darts", "hls"})
 REWEIGHTS = ("inverse", "effective_number")
 # adapt_head's source: "balanced" (the balanced version of data.dataset) or a dataset name.
 SOURCE_DATASETS = ("balanced", "digits", "cifar10", "cifar100", "imagefolder")
+# adapt_head's adaptation strategies (SPEC §5): none, the linear head with CE or the
+# re-weighted loss, or every weight (fine-tuning) with CE or the re-weighted loss.
+ADAPT_MODES = ("none", "head_ce", "head_reweight", "finetune", "finetune_reweight")
 AMP_MODES = ("auto", "bf16", "off")
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 
@@ -147,8 +150,14 @@ class SearchConfig:
             class at the head count, the target's validation and test images left out) or
             another dataset name (made balanced the same way).
         source_root: root of another source dataset (default: data.root).
-        head_epochs: adapt_head's epochs of linear-head retraining on the long-tailed target,
-            after the `epochs` of source search (the run reports epochs + head_epochs).
+        head_epochs: adapt_head's epochs of adapting the weights (the linear head, or every
+            weight when fine-tuning) on the long-tailed target.
+        adapt_mode: adapt_head's strategy: none (the source supernet as is), head_ce,
+            head_reweight (a fresh linear head, CE or re-weighted loss), finetune,
+            finetune_reweight (every weight, CE or re-weighted loss).
+        adapt_alpha_epochs: adapt_head's epochs of the α phase after the weights are
+            adapted (weights frozen, re-weighted loss on the target's α split), which lets
+            the target choose the architecture; 0 keeps the source's α.
         crop_padding: random-crop padding of the training augmentation (0 = no crop).
         flip: random horizontal flips (turn off for digits and text-like data).
         cutout: side of the cutout square (0 = off).
@@ -187,6 +196,8 @@ class SearchConfig:
     source_dataset: str = "balanced"
     source_root: str | None = None
     head_epochs: int = 10
+    adapt_mode: str = "head_reweight"
+    adapt_alpha_epochs: int = 5
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
@@ -207,6 +218,8 @@ class SearchConfig:
         check_choice("reweight", self.reweight, REWEIGHTS)
         check_choice("source_dataset", self.source_dataset, SOURCE_DATASETS)
         check_range("head_epochs", self.head_epochs, 1)
+        check_choice("adapt_mode", self.adapt_mode, ADAPT_MODES)
+        check_range("adapt_alpha_epochs", self.adapt_alpha_epochs, 0)
         if self.source_dataset not in ("balanced", "digits") and not (
             self.source_root or self.data.root
         ):
@@ -250,8 +263,14 @@ class SearchConfig:
 
     @property
     def total_epochs(self) -> int:
-        """Epochs the run reports: `epochs`, plus `head_epochs` for adapt_head."""
-        return self.epochs + (self.head_epochs if self.method == "adapt_head" else 0)
+        """Epochs the run reports: `epochs`; for adapt_head the adaptation's epochs on the
+        target (`head_epochs` + `adapt_alpha_epochs`, or one evaluation epoch for
+        adapt_mode none), since the source search is shared and cached."""
+        if self.method != "adapt_head":
+            return self.epochs
+        if self.adapt_mode == "none":
+            return 1
+        return self.head_epochs + self.adapt_alpha_epochs
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (nested `data` and `schedule` tables)."""

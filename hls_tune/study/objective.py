@@ -73,14 +73,18 @@ def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dic
 
 def result_attrs(result: SearchResult) -> dict[str, Any]:
     """What a finished trial stores: genotype, final metrics, shot accuracies, curves, time."""
-    return {
-        "genotype": result.genotype.to_dict(),
-        "metrics": result.metrics(),
-        "shot_accuracy": result.shot_accuracy,
-        "search_seconds": result.seconds,
-        "config": result.config.to_dict(),
-        "alpha_lr_b2": result.config.schedule.alpha_lr_b2,
-    } | history_attrs(result.history)
+    return (
+        {
+            "genotype": result.genotype.to_dict(),
+            "metrics": result.metrics(),
+            "shot_accuracy": result.shot_accuracy,
+            "search_seconds": result.seconds,
+            "config": result.config.to_dict(),
+            "alpha_lr_b2": result.config.schedule.alpha_lr_b2,
+        }
+        | ({} if result.source is None else {"source_supernet": result.source})
+        | history_attrs(result.history)
+    )
 
 
 class Objective:
@@ -116,6 +120,12 @@ class Objective:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.on_epoch = on_epoch
         self.metric = study_file.study.metric
+
+    @property
+    def source_cache_dir(self) -> Path | None:
+        """adapt_head's shared source supernets, next to the checkpoints (content-addressed,
+        so every study and trial on these checkpoints reuses them)."""
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / "sources"
 
     def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
         """Where this trial's (or its original's) checkpoint lives."""
@@ -157,6 +167,7 @@ class Objective:
                 checkpoint=checkpoint,
                 on_resume=on_resume,
                 should_stop=self.should_stop,
+                source_cache=self.source_cache_dir,
             )
         except NonFiniteLossError as exc:
             self._record_failure(trial, str(exc), history)
