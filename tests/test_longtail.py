@@ -255,7 +255,13 @@ def _source(train_counts: list[int], test_per_class: int = 3, seed: int = 0) -> 
 
 def test_build_longtail_draws_the_profile_and_splits_it_by_class() -> None:
     source = _source([60] * 10)
-    data = build_longtail(source, imbalance_ratio=10, val_fraction=0.1, alpha_fraction=0.5)
+    data = build_longtail(
+        source,
+        imbalance_ratio=10,
+        val_source="longtail_split",
+        val_fraction=0.1,
+        alpha_fraction=0.5,
+    )
     assert data.train_counts == tuple(longtail_counts(60, 10, 10))
     parts = (data.weight, data.alpha, data.val)
     per_class = sum(part.class_counts() for part in parts)
@@ -268,8 +274,9 @@ def test_build_longtail_draws_the_profile_and_splits_it_by_class() -> None:
 
 
 def test_build_longtail_reports_mean_and_std_of_the_longtailed_training_set() -> None:
-    data = build_longtail(_source([40] * 4), imbalance_ratio=4)
-    pixels = torch.cat([data.weight.images, data.alpha.images, data.val.images]).double() / 255
+    data = build_longtail(_source([40] * 4), imbalance_ratio=4, max_per_class=30, val_per_class=5)
+    # The balanced validation images come from outside the long-tailed set: not counted.
+    pixels = torch.cat([data.weight.images, data.alpha.images]).double() / 255
     expected_mean = pixels.mean(dim=(0, 2, 3))
     expected_std = pixels.std(dim=(0, 2, 3), unbiased=False)
     assert torch.allclose(torch.tensor(data.mean, dtype=torch.float64), expected_mean, atol=1e-9)
@@ -290,15 +297,16 @@ def test_build_longtail_assigns_shot_groups_from_the_training_counts() -> None:
 
 def test_build_longtail_with_none_profile_keeps_every_training_image() -> None:
     source = _source([30, 20, 10])
-    data = build_longtail(source, imbalance_ratio=1, profile="none")
+    data = build_longtail(source, imbalance_ratio=1, profile="none", val_source="longtail_split")
     assert data.train_counts == (30, 20, 10)
     assert len(data.weight) + len(data.alpha) + len(data.val) == len(source.train)
 
 
 def test_build_longtail_depends_only_on_the_seed() -> None:
     source = _source([40] * 4)
-    a = build_longtail(source, imbalance_ratio=4, seed=1)
-    b = build_longtail(source, imbalance_ratio=4, seed=1)
-    c = build_longtail(source, imbalance_ratio=4, seed=2)
-    assert torch.equal(a.alpha.images, b.alpha.images)
-    assert not torch.equal(a.alpha.images, c.alpha.images)
+    a = build_longtail(source, imbalance_ratio=4, seed=1, max_per_class=30, val_per_class=5)
+    b = build_longtail(source, imbalance_ratio=4, seed=1, max_per_class=30, val_per_class=5)
+    c = build_longtail(source, imbalance_ratio=4, seed=2, max_per_class=30, val_per_class=5)
+    for part in ("alpha", "val"):
+        assert torch.equal(getattr(a, part).images, getattr(b, part).images)
+        assert not torch.equal(getattr(a, part).images, getattr(c, part).images)

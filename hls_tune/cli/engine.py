@@ -58,7 +58,8 @@ def search(
     data = prepare_data(config.data)  # data errors surface before anything is written
     click.echo(
         f"search: {config.method} on {config.data.dataset} (IR {config.data.imbalance_ratio:g}),"
-        f" {len(data.weight)}/{len(data.alpha)}/{len(data.val)} weight/alpha/val images,"
+        f" {len(data.weight)}/{len(data.alpha)}/{len(data.val)} weight/alpha/val images"
+        f" (val: {config.data.val_source}),"
         f" C={config.channels} L={config.layers}, {config.epochs} epochs",
         err=True,
     )
@@ -138,10 +139,25 @@ def _genotype_label(spec: str, name: str | None) -> str:
     help="Cap on the head class's image count.",
 )
 @click.option(
+    "--val-source",
+    type=click.Choice(["unused_balanced", "longtail_split"]),
+    default=None,
+    help="Validation set evaluated every epoch: unused_balanced (default: --val-per-class "
+    "images of every class the long-tailed subset leaves unused; the whole long-tailed set "
+    "trains) or longtail_split (--val-fraction of each class's long-tailed images).",
+)
+@click.option(
+    "--val-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validation images per class with unused_balanced (default 50, or the study file's).",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0.0, 0.9),
     default=None,
-    help="Share of each class held out and evaluated every epoch (0 trains on all).",
+    help="Share of each class's long-tailed images held out with longtail_split (and for a "
+    "class with too few unused images); 0 with longtail_split trains on all.",
 )
 @click.option("--download", is_flag=True, default=None, help="Download CIFAR when missing.")
 @click.option(
@@ -248,6 +264,8 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
         "profile",
         "image_size",
         "max_per_class",
+        "val_source",
+        "val_per_class",
         "val_fraction",
         "download",
     )
@@ -262,7 +280,9 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
         f"train: {'BBN' if config.bbn else 'plain'} network of {_genotype_label(genotype, name)}"
         f" on {data.dataset} "
         f"(IR {data.imbalance_ratio:g}), C={config.channels} L={config.layers}, "
-        f"{config.epochs} epochs, crop {crop} flip {flip} cutout {cutout}",
+        f"{config.epochs} epochs, crop {crop} flip {flip} cutout {cutout}; "
+        f"{len(prepared.weight) + len(prepared.alpha)} training images, {len(prepared.val)} "
+        f"validation images ({data.val_source})",
         err=True,
     )
     bar = tqdm(total=config.epochs, desc="train", unit="epoch", file=sys.stderr, dynamic_ncols=True)

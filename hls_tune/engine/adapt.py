@@ -152,6 +152,9 @@ def balanced_source(config: SearchConfig, target: LongTailData) -> LongTailData:
         many_above=data.many_above,
         few_below=data.few_below,
         max_per_class=data.max_per_class,
+        # The source's own validation part is never evaluated (the run validates on the
+        # target's); a long-tailed split of a balanced set needs no unused images.
+        val_source="longtail_split",
     )
 
 

@@ -29,4 +29,6 @@ def prepare_data(data: DataConfig) -> LongTailData:
         many_above=data.many_above,
         few_below=data.few_below,
         max_per_class=data.max_per_class,
+        val_source=data.val_source,
+        val_per_class=data.val_per_class,
     )

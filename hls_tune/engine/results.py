@@ -23,7 +23,7 @@ class EpochMetrics:
         epochs: the epoch budget.
         train_loss: mean training loss of the weight steps.
         train_accuracy: mean training accuracy of the weight steps (BBN: μ-weighted).
-        val_accuracy: top-1 on the held-out (long-tailed) validation split.
+        val_accuracy: top-1 on the validation set (balanced by default: `data.val_source`).
         val_balanced_accuracy: mean per-class accuracy on the validation split.
         val_per_class_accuracy: per-class validation accuracy.
         mixing_ratio: μ at the start of the epoch (None for plain methods).

@@ -216,22 +216,35 @@ class Search:
     # --- steps ---------------------------------------------------------------------------
     def alpha_step(self, batch: Any, weight_batch: Any, mixing_ratio: float | None) -> None:
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.amp_dtype):
-            if self.config.second_order:
-                grads = self._unrolled_alpha_grads(batch, weight_batch, mixing_ratio)
-            else:
-                loss, _ = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
-                # Only α gradients: the weight gradients of this pass are never used.
-                grads = torch.autograd.grad(loss, self.arch_params)
+        grads = self.alpha_gradients(batch, weight_batch, mixing_ratio)
         for param, grad in zip(self.arch_params, grads, strict=True):
             param.grad = grad
         self.alpha_optimizer.step()
+
+    def alpha_gradients(
+        self, batch: Any, weight_batch: Any, mixing_ratio: float | None
+    ) -> list[torch.Tensor]:
+        """The α gradient of one α step: first order under the `amp` autocast, or DARTS'
+        unrolled second-order gradient, always in full precision.
+
+        The unrolled gradient's finite-difference Hessian-vector product moves every weight
+        by r·v with ‖r·v‖ = 0.01; spread over a supernet's ~1.9 M weights that step is
+        below bf16 resolution, so under bf16 autocast the difference of the two gradients
+        is rounding noise. It therefore runs with autocast off whatever `amp` says.
+        """
+        if self.config.second_order:
+            with torch.autocast(self.device.type, enabled=False):
+                return self._unrolled_alpha_grads(batch, weight_batch, mixing_ratio)
+        with autocast(self.device, self.amp_dtype):
+            loss, _ = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
+            # Only α gradients: the weight gradients of this pass are never used.
+            return list(torch.autograd.grad(loss, self.arch_params))
 
     def _unrolled_alpha_grads(
         self, alpha_batch: Any, weight_batch: Any, mixing_ratio: float | None
     ) -> list[torch.Tensor]:
         """DARTS second-order α gradient: one virtual SGD step w' = w − ξ∇w L_train, then
-        ∇α L_val(w') − ξ · finite-difference Hessian-vector product (r = 0.01/‖v‖)."""
+        ∇α L_val(w') − ξ · (∇²_{α,w} L_train) v with v = ∇w' L_val(w')."""
         model, weights, cw = self.model, self.weight_params, self.class_weights
         xi = self.weight_optimizer.param_groups[0]["lr"]
         momentum, decay = self.config.momentum, self.config.weight_decay
@@ -252,7 +265,28 @@ class Search:
             torch.zeros_like(w) if g is None else g
             for w, g in zip(weights, both[len(self.arch_params) :], strict=True)
         ]
-        r = 0.01 / torch.sqrt(sum((g * g).sum() for g in v)).clamp(min=1e-12)
+        with torch.no_grad():
+            for w, s in zip(weights, saved, strict=True):
+                w.copy_(s)
+        hessian = self.hessian_vector_product(weight_batch, v, mixing_ratio)
+        return [ga - xi * h for ga, h in zip(alpha_grads, hessian, strict=True)]
+
+    def hessian_vector_product(
+        self,
+        weight_batch: Any,
+        v: list[torch.Tensor],
+        mixing_ratio: float | None,
+        *,
+        step: float = 0.01,
+    ) -> list[torch.Tensor]:
+        """(∇²_{α,w} L_train) v at the current weights, by DARTS' central difference:
+        (∇α L_train(w + r v) − ∇α L_train(w − r v)) / 2r with r = step/‖v‖ (DARTS: 0.01).
+        The weights are restored afterwards; the caller chooses the precision (see
+        `alpha_gradients`).
+        """
+        model, weights, cw = self.model, self.weight_params, self.class_weights
+        saved = [w.detach().clone() for w in weights]
+        r = step / torch.sqrt(sum((g * g).sum() for g in v)).clamp(min=1e-12)
         hessian = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
@@ -263,10 +297,7 @@ class Search:
         with torch.no_grad():
             for w, s in zip(weights, saved, strict=True):
                 w.copy_(s)
-        return [
-            ga - xi * (gp - gn) / (2 * r)
-            for ga, gp, gn in zip(alpha_grads, hessian[0], hessian[1], strict=True)
-        ]
+        return [(gp - gn) / (2 * r) for gp, gn in zip(hessian[0], hessian[1], strict=True)]
 
     def weight_step(
         self, batch: Any, mixing_ratio: float | None

@@ -26,6 +26,7 @@ SOURCE_DATASETS = ("balanced", "digits", "cifar10", "cifar100", "imagefolder")
 ADAPT_MODES = ("none", "head_ce", "head_reweight", "finetune", "finetune_reweight")
 AMP_MODES = ("auto", "bf16", "off")
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+VAL_SOURCES = ("unused_balanced", "longtail_split")  # = hls_tune.engine.data.VAL_SOURCES
 
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
@@ -75,7 +76,15 @@ class DataConfig:
         download: fetch CIFAR through torchvision when the files are missing.
         imbalance_ratio: n_max / n_min of the long-tailed training set (≥ 1).
         profile: exponential, step, or none (keep the data's own counts).
-        val_fraction: share of each class held out to validate (drives the study).
+        val_source: where the validation set (it drives the study) comes from:
+            ``unused_balanced`` (default) draws `val_per_class` images of every class from
+            the training images the long-tailed subset leaves unused, and the whole
+            long-tailed set trains weights and α; ``longtail_split`` holds out
+            `val_fraction` of each class's long-tailed images (a long-tailed split).
+        val_per_class: validation images per class with ``unused_balanced``. A class with
+            fewer unused images falls back to the long-tailed split, with a warning.
+        val_fraction: share of each class's long-tailed images held out to validate with
+            ``longtail_split`` (and for a fallback class of ``unused_balanced``).
         alpha_fraction: share of the rest that updates α; the remainder updates weights.
         test_per_class: balanced test images per class split off when the source has no
             test set (digits, a flat image folder).
@@ -91,6 +100,8 @@ class DataConfig:
     download: bool = False
     imbalance_ratio: float = 10.0
     profile: str = "exponential"
+    val_source: str = "unused_balanced"
+    val_per_class: int = 50
     val_fraction: float = 0.1
     alpha_fraction: float = 0.5
     test_per_class: int = 30
@@ -103,6 +114,12 @@ class DataConfig:
         check_choice("data.dataset", self.dataset, ("digits", "cifar10", "cifar100", "imagefolder"))
         check_choice("data.profile", self.profile, ("exponential", "step", "none"))
         check_range("data.imbalance_ratio", self.imbalance_ratio, 1.0)
+        check_choice("data.val_source", self.val_source, VAL_SOURCES)
+        if isinstance(self.val_per_class, bool) or not isinstance(self.val_per_class, int):
+            raise ConfigError(
+                f"data.val_per_class must be an integer >= 1 but got {self.val_per_class!r}."
+            )
+        check_range("data.val_per_class", self.val_per_class, 1)
         check_range("data.val_fraction", self.val_fraction, 0.0, 0.9)
         check_range("data.alpha_fraction", self.alpha_fraction, 0.0, 1.0, low_open=True)
         if self.alpha_fraction >= 1.0:

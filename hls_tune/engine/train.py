@@ -65,8 +65,9 @@ class TrainConfig:
     digits (a mirrored digit is another glyph). Set them to override.
 
     Args:
-        data: the long-tailed data (the network trains on its weight and α splits; the
-            validation split is evaluated every epoch; `val_fraction = 0` trains on all).
+        data: the long-tailed data: the network trains on its weight and α splits (with
+            the default `val_source = "unused_balanced"`, the whole long-tailed training set)
+            and the validation set the searches use is evaluated every epoch.
         bbn: train the bilateral-branch network (two heads, cumulative learning).
         epochs: training epochs (DARTS: 600).
         channels: C of the first cells (DARTS: 36).
@@ -300,6 +301,7 @@ class _Training:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
         train_set = concat_images(data.weight, data.alpha)
+        self.train_class_counts = train_set.class_counts().tolist()
         self.train_images = DeviceImages(train_set, device, data.mean, data.std)
         self.val = DeviceImages(data.val, device, data.mean, data.std) if len(data.val) else None
         self.test = DeviceImages(data.test, device, data.mean, data.std)
@@ -507,6 +509,8 @@ def train(
             | {
                 "config": config.to_dict(),
                 "augmentation": {"crop_padding": crop, "flip": flip, "cutout": cutout},
+                "train_class_counts": run.train_class_counts,
+                "val_class_counts": data.val.class_counts().tolist(),
                 "genotype": genotype.to_dict(),
                 "history": [m.to_dict() for m in history],
             },

@@ -132,7 +132,7 @@ class StudySettings:
 
     name: str
     direction: str = "maximize"
-    metric: str = "val_accuracy"
+    metric: str = "val_balanced_accuracy"
     n_trials: int = 20
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
@@ -295,7 +295,7 @@ def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
         raise ConfigError(f"study.name must be a non-empty string but got {name!r}.")
     direction = raw.get("direction", "maximize")
     check_choice("study.direction", direction, DIRECTIONS)
-    metric = raw.get("metric", "val_accuracy")
+    metric = raw.get("metric", "val_balanced_accuracy")
     check_choice("study.metric", metric, METRICS)
     n_trials = raw.get("n_trials", 20)
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:

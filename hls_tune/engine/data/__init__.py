@@ -10,6 +10,7 @@ from hls_tune.engine.data.loader import (
 from hls_tune.engine.data.longtail import (
     PROFILES,
     SHOT_GROUPS,
+    VAL_SOURCES,
     LongTailData,
     Splits,
     build_longtail,
@@ -17,6 +18,7 @@ from hls_tune.engine.data.longtail import (
     longtail_indices,
     shot_groups,
     stratified_split,
+    unused_balanced_indices,
 )
 from hls_tune.engine.data.sources import (
     DATASETS,
@@ -31,6 +33,7 @@ __all__ = [
     "PROFILES",
     "SAMPLERS",
     "SHOT_GROUPS",
+    "VAL_SOURCES",
     "DeviceImages",
     "ImageSet",
     "InstanceStream",
@@ -46,4 +49,5 @@ __all__ = [
     "longtail_indices",
     "shot_groups",
     "stratified_split",
+    "unused_balanced_indices",
 ]

@@ -1,4 +1,5 @@
-"""Long-tailed training sets: imbalance profiles, stratified weight/α/val splits, shot groups.
+"""Long-tailed training sets: imbalance profiles, balanced validation sets, stratified
+weight/α(/val) splits, shot groups.
 
 The exponential profile is the one of Cao et al. (LDAM) and BBN; class 0 is the head.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +20,9 @@ from hls_tune.errors import ConfigError
 
 PROFILES = ("exponential", "step", "none")
 SHOT_GROUPS = ("many", "medium", "few")
+# Where the validation set comes from: the training images the long-tailed subset leaves
+# unused (balanced, val_per_class per class), or a stratified share of the long-tailed set.
+VAL_SOURCES = ("unused_balanced", "longtail_split")
 
 # Floor of std used to normalise: a constant channel (std 0) must not divide by zero.
 _MIN_STD = 1e-6
@@ -153,28 +158,39 @@ def _round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def split_sizes(n: int, val_fraction: float, alpha_fraction: float) -> tuple[int, int, int]:
+def split_sizes(
+    n: int, val_fraction: float, alpha_fraction: float, max_val: int | None = None
+) -> tuple[int, int, int]:
     """Returns (weight, alpha, val) sizes for a class of ``n`` images.
 
-    n_val = round(n · val_fraction), at least 1 when ``val_fraction`` > 0, and at most n − 2;
-    of the rest, n_alpha = round(rest · alpha_fraction) clamped to [1, rest − 1]. Rounding is
-    half up.
+    n_val = round(n · val_fraction), at least 1 when ``val_fraction`` > 0, and at most n − 2
+    (and at most ``max_val``); of the rest, n_alpha = round(rest · alpha_fraction) clamped
+    to [1, rest − 1]. Rounding is half up.
 
     Args:
         n: images of the class; >= 3 (>= 2 when ``val_fraction`` is 0).
         val_fraction: share of the class held out for validation, in [0, 1).
         alpha_fraction: share of the remainder used for α steps, in (0, 1).
+        max_val: cap on n_val (None: no cap).
     """
     n_val = 0
     if val_fraction > 0:
         n_val = min(max(_round_half_up(n * val_fraction), 1), n - 2)
+        if max_val is not None:
+            n_val = min(n_val, max(max_val, 1))
     rest = n - n_val
     n_alpha = min(max(_round_half_up(rest * alpha_fraction), 1), rest - 1)
     return rest - n_alpha, n_alpha, n_val
 
 
 def stratified_split(
-    labels: torch.Tensor, *, val_fraction: float, alpha_fraction: float, seed: int
+    labels: torch.Tensor,
+    *,
+    val_fraction: float,
+    alpha_fraction: float,
+    seed: int,
+    val_classes: Sequence[int] | None = None,
+    max_val_per_class: int | None = None,
 ) -> Splits:
     """Splits a training set per class into weight, α and validation parts.
 
@@ -185,6 +201,9 @@ def stratified_split(
         val_fraction: share of each class held out for validation, in [0, 1).
         alpha_fraction: share of the non-validation images used for α steps, in (0, 1).
         seed: seed of the split.
+        val_classes: the classes that hold out validation images (None: every class); the
+            others are split into weight and α parts only.
+        max_val_per_class: cap on the validation images of a class (None: no cap).
 
     Raises:
         ConfigError: a fraction is out of range or a class has too few images.
@@ -200,17 +219,19 @@ def stratified_split(
     if not 0 < alpha_fraction < 1:
         raise ConfigError(f"data.alpha_fraction must be in (0, 1) but got {alpha_fraction!r}.")
     counts = torch.bincount(labels) if labels.numel() else torch.zeros(0, dtype=torch.int64)
-    needed = 3 if val_fraction > 0 else 2
+    held_out = None if val_classes is None else set(val_classes)
     sizes = torch.zeros((counts.numel(), 3), dtype=torch.int64)
     for c, n in enumerate(counts.tolist()):
         if n == 0:
             continue  # a class absent from this set has nothing to split
+        fraction = val_fraction if held_out is None or c in held_out else 0.0
+        needed = 3 if fraction > 0 else 2
         if n < needed:
             raise ConfigError(
                 f"class {c} has {n} training images; the weight/α/val split needs at least "
                 f"{needed} per class (lower data.imbalance_ratio or data.val_fraction)."
             )
-        sizes[c] = torch.tensor(split_sizes(n, val_fraction, alpha_fraction))
+        sizes[c] = torch.tensor(split_sizes(n, fraction, alpha_fraction, max_val_per_class))
     order, rank = class_grouped_order(labels, counts.numel(), seed)
     n_val = sizes[:, 2][labels[order]]
     n_alpha = sizes[:, 1][labels[order]]
@@ -218,6 +239,39 @@ def stratified_split(
     alpha = order[(rank >= n_val) & (rank < n_val + n_alpha)]
     weight = order[rank >= n_val + n_alpha]
     return Splits(weight.sort().values, alpha.sort().values, val.sort().values)
+
+
+def unused_balanced_indices(
+    labels: torch.Tensor, used: torch.Tensor, val_per_class: int, seed: int, num_classes: int
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Draws ``val_per_class`` images of every class from those the long-tailed subset left out.
+
+    Args:
+        labels: ``int64`` labels of the whole source training set, shape N.
+        used: indices (into ``labels``) of the long-tailed subset.
+        val_per_class: validation images per class.
+        seed: seed of the draw.
+        num_classes: number of classes (labels must be smaller).
+
+    Returns:
+        The sorted indices (into ``labels``) of the balanced validation images, and the
+        classes with fewer than ``val_per_class`` unused images, which get none.
+
+    Example:
+        >>> labels = torch.tensor([0] * 5 + [1] * 5)
+        >>> index, short = unused_balanced_indices(labels, torch.tensor([0, 1, 2, 5]), 2, 0, 2)
+        >>> labels[index].tolist(), short
+        ([1, 1], (0,))
+    """
+    unused = torch.ones(labels.numel(), dtype=torch.bool)
+    unused[used] = False
+    candidates = unused.nonzero().flatten()
+    available = torch.bincount(labels[candidates], minlength=num_classes)
+    short = tuple(c for c in range(num_classes) if int(available[c]) < val_per_class)
+    order, rank = class_grouped_order(labels[candidates], num_classes, seed)
+    enough = available[labels[candidates][order]] >= val_per_class
+    chosen = candidates[order[(rank < val_per_class) & enough]]
+    return chosen.sort().values, short
 
 
 def shot_groups(
@@ -251,9 +305,12 @@ class LongTailData:
     Attributes:
         weight: images for the weight steps.
         alpha: images for the architecture (α) steps.
-        val: held-out images for the metric that drives the study.
+        val: held-out images for the metric that drives the study (``unused_balanced``:
+            the same number per class, none of them in the long-tailed set).
         test: the balanced test set, for final reporting only.
-        train_counts: images per class of the whole long-tailed training set (weight+alpha+val).
+        train_counts: images per class of the long-tailed training set (the profile's
+            counts; with ``longtail_split`` or a fallback class, its validation images are
+            among them).
         shot_group: ``"many"``, ``"medium"`` or ``"few"`` per class, from ``train_counts``.
         mean: per-channel pixel mean of the long-tailed training set, in [0, 1] units.
         std: per-channel pixel standard deviation, same units (floored at 1e-6).
@@ -300,12 +357,22 @@ def build_longtail(
     many_above: int = 100,
     few_below: int = 20,
     max_per_class: int | None = None,
+    val_source: str = "unused_balanced",
+    val_per_class: int = 50,
 ) -> LongTailData:
     """Draws the long-tailed training set from ``source.train`` and splits it.
 
     n_max is the smallest class count of ``source.train`` (5000 for CIFAR-10, 500 for
     CIFAR-100): the head class 0 must have n_max images, and with uneven sources (digits)
     the largest count would not fit every class. Profile ``none`` keeps every image.
+
+    ``val_source = "unused_balanced"``: the validation set is ``val_per_class`` images of
+    every class drawn from the training images the long-tailed subset leaves unused, and
+    the whole long-tailed set is split into weight and α parts. A class with fewer unused
+    images falls back to the long-tailed split (``val_fraction`` of its long-tailed images,
+    at most ``val_per_class``), with a warning naming the classes. ``"longtail_split"``:
+    ``val_fraction`` of every class's long-tailed images (the long-tailed validation split).
+    No validation image is ever in the weight, α or test parts.
 
     Args:
         source: training set and balanced test set.
@@ -316,10 +383,14 @@ def build_longtail(
         seed: seed of the long-tail subset and of the split.
         many_above: many-shot threshold (classes with more training images).
         few_below: few-shot threshold (classes with fewer training images).
-        max_per_class: caps n_max (quick runs and tests on a smaller long-tailed set).
+        max_per_class: caps n_max (quick runs and tests on a smaller long-tailed set; on
+            CIFAR it leaves head-class images unused for the balanced validation set).
+        val_source: ``unused_balanced`` or ``longtail_split`` (see above).
+        val_per_class: validation images per class with ``unused_balanced``, >= 1.
 
     Raises:
-        ConfigError: bad ratio, profile or fractions, or too few images for them.
+        ConfigError: bad ratio, profile, fractions or validation settings, or too few
+            images for them.
 
     Example:
         >>> from hls_tune.engine.data.sources import load_source
@@ -327,6 +398,12 @@ def build_longtail(
         >>> data.train_counts[0], data.train_counts[-1]
         (144, 14)
     """
+    if val_source not in VAL_SOURCES:
+        raise ConfigError(
+            f"data.val_source must be one of {', '.join(VAL_SOURCES)} but got {val_source!r}."
+        )
+    if isinstance(val_per_class, bool) or not isinstance(val_per_class, int) or val_per_class < 1:
+        raise ConfigError(f"data.val_per_class must be an integer >= 1 but got {val_per_class!r}.")
     train = source.train
     available = train.class_counts()
     if profile == "none":
@@ -340,19 +417,55 @@ def build_longtail(
         counts = longtail_counts(n_max, train.num_classes, imbalance_ratio, profile)
         index = longtail_indices(train.labels, counts, seed)
     longtailed = train.subset(index)
-    splits = stratified_split(
-        longtailed.labels, val_fraction=val_fraction, alpha_fraction=alpha_fraction, seed=seed
-    )
+    if val_source == "longtail_split":
+        splits = stratified_split(
+            longtailed.labels, val_fraction=val_fraction, alpha_fraction=alpha_fraction, seed=seed
+        )
+        val = longtailed.subset(splits.val)
+    else:
+        unused_val, short = unused_balanced_indices(
+            train.labels, index, val_per_class, seed, train.num_classes
+        )
+        if short:
+            _warn_fallback(train, index, short, val_per_class, val_fraction)
+        splits = stratified_split(
+            longtailed.labels,
+            val_fraction=val_fraction,
+            alpha_fraction=alpha_fraction,
+            seed=seed,
+            val_classes=short,
+            max_val_per_class=val_per_class,
+        )
+        val = train.subset(torch.cat([unused_val, index[splits.val]]).sort().values)
     mean, std = _channel_stats(longtailed.images)
     return LongTailData(
         weight=longtailed.subset(splits.weight),
         alpha=longtailed.subset(splits.alpha),
-        val=longtailed.subset(splits.val),
+        val=val,
         test=source.test,
         train_counts=tuple(int(n) for n in counts),
         shot_group=shot_groups(counts, many_above, few_below),
         mean=mean,
         std=std,
+    )
+
+
+def _warn_fallback(
+    train: ImageSet,
+    used: torch.Tensor,
+    short: Sequence[int],
+    val_per_class: int,
+    val_fraction: float,
+) -> None:
+    unused = train.class_counts() - torch.bincount(train.labels[used], minlength=train.num_classes)
+    named = ", ".join(f"{train.class_names[c]} ({int(unused[c])} unused)" for c in short)
+    warnings.warn(
+        f"data.val_per_class={val_per_class}: the long-tailed subset leaves fewer unused "
+        f"training images than that in classes {named}; their validation images come from "
+        f"the long-tailed split instead (data.val_fraction={val_fraction:g} of their "
+        f"long-tailed images, at most {val_per_class}). Lower data.val_per_class or "
+        "data.max_per_class to validate every class on unused images.",
+        stacklevel=3,
     )
 
 
