@@ -423,10 +423,19 @@ def inspect(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the table (markdown) to this file.",
+    help="Also write the output (markdown, or JSON with --json) to this file.",
 )
-def compare(study_name: str, storage: str | None, out: Path | None) -> None:
-    """Compare methods: mean ± std over seeds per method and imbalance ratio."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (every figure, every paired difference, τ) instead of markdown.",
+)
+def compare(study_name: str, storage: str | None, out: Path | None, as_json: bool) -> None:
+    """Compare methods: supernet and trained-architecture figures per method and imbalance
+    ratio (mean ± std over seeds), the paired difference to darts, and Kendall τ."""
+    import json
+
     from hls_tune.study.compare import compare_study
     from hls_tune.study.study import load_study
 
@@ -436,7 +445,7 @@ def compare(study_name: str, storage: str | None, out: Path | None) -> None:
     )
     if not table.rows:
         raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
-    text = table.markdown()
+    text = json.dumps(table.to_dict(), indent=2) + "\n" if as_json else table.markdown()
     click.echo(text, nl=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,34 +1,146 @@
-"""The method comparison: a study's complete trials → mean ± std over seeds per method and
-imbalance ratio, as a markdown table (the way the long-tailed NAS papers present theirs).
+"""The method comparison: a study's complete trials → per method and imbalance ratio, mean ±
+std over seeds, the paired difference to `darts` with its 95 % interval, and how well the
+supernet's accuracy predicts the trained architecture's (Kendall τ-b).
 
-Each trial is placed by the settings it ran (its ``config`` user attribute: method,
-``data.imbalance_ratio``, seed); its figures are the study objective (the trial value,
-measured on the validation split) and the balanced-test-set figures the objective stores
-(``metrics``: top-1 and balanced accuracy; ``shot_accuracy``: many/medium/few-shot).
+Each trial is placed by the settings it ran (its stored engine config, read by
+`trial_config`: method, ``data.imbalance_ratio``, seed). Its figures are user attributes:
+
+- the supernet at the end of the search: ``supernet_val_balanced_accuracy`` (older trials:
+  ``metrics.val_balanced_accuracy``), its balanced-test-set figures (``metrics``,
+  ``shot_accuracy``) and ``search_seconds``;
+- the derived architecture trained from scratch (a study with an ``[evaluate]`` table):
+  ``architecture_val_balanced_accuracy``, ``architecture_test_balanced_accuracy``,
+  ``architecture_shot_accuracy``, ``architecture_params``, ``evaluate_seconds``; and, when
+  it trains on both sets, ``architecture_balanced_val_balanced_accuracy`` and
+  ``architecture_lt_val_balanced_accuracy``.
+
+A supernet-only study has no architecture figures; those cells read "—".
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine.settings import METHODS
 
-# Column key → (header, where the value comes from).
-COLUMNS = (
-    ("objective", "objective"),
-    ("test_accuracy", "test top-1"),
-    ("test_balanced_accuracy", "balanced"),
-    ("many", "many-shot"),
-    ("medium", "medium-shot"),
-    ("few", "few-shot"),
+BASELINE = "darts"
+CONFIG_ATTR = "config"
+# Exact Kendall p-values (no ties) up to this many pairs of values; beyond it, or with ties,
+# the normal approximation with the tie-corrected variance.
+EXACT_TAU_MAX_N = 50
+MISSING = "—"
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The engine config a trial ran (empty when it stores none): the one place that knows
+    where a trial keeps it."""
+    return trial.user_attrs.get(CONFIG_ATTR) or {}
+
+
+def _attr(name: str) -> Callable[[FrozenTrial], Any]:
+    return lambda trial: trial.user_attrs.get(name)
+
+
+def _nested(name: str, key: str) -> Callable[[FrozenTrial], Any]:
+    return lambda trial: (trial.user_attrs.get(name) or {}).get(key)
+
+
+def _supernet_val(trial: FrozenTrial) -> Any:
+    value = trial.user_attrs.get("supernet_val_balanced_accuracy")
+    if value is None:  # trials recorded before the attribute existed
+        value = (trial.user_attrs.get("metrics") or {}).get("val_balanced_accuracy")
+    return value
+
+
+def _supernet_shot(key: str) -> Callable[[FrozenTrial], Any]:
+    def read(trial: FrozenTrial) -> Any:
+        attrs = trial.user_attrs
+        shots = attrs.get("shot_accuracy") or (attrs.get("metrics") or {}).get("shot_accuracy")
+        return (shots or {}).get(key)
+
+    return read
+
+
+def _total_seconds(trial: FrozenTrial) -> Any:
+    search = trial.user_attrs.get("search_seconds")
+    evaluate = trial.user_attrs.get("evaluate_seconds")
+    if search is None:
+        return None
+    return search + (evaluate or 0.0)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One figure of the comparison.
+
+    Args:
+        key: the name in JSON output.
+        title: the markdown header.
+        read: the figure of one trial (None: the trial has none).
+        unit: "%" (a fraction shown in percent), "count" or "s".
+    """
+
+    key: str
+    title: str
+    read: Callable[[FrozenTrial], Any]
+    unit: str = "%"
+
+
+SUPERNET_COLUMNS = (
+    Column("supernet_val", "val", _supernet_val),
+    Column("supernet_test", "test", _nested("metrics", "test_balanced_accuracy")),
+    Column("supernet_many", "many", _supernet_shot("many")),
+    Column("supernet_medium", "medium", _supernet_shot("medium")),
+    Column("supernet_few", "few", _supernet_shot("few")),
+    Column("search_seconds", "search (s)", _attr("search_seconds"), "s"),
 )
+ARCHITECTURE_COLUMNS = (
+    Column("architecture_val", "val", _attr("architecture_val_balanced_accuracy")),
+    Column("architecture_test", "test", _attr("architecture_test_balanced_accuracy")),
+    Column("architecture_many", "many", _nested("architecture_shot_accuracy", "many")),
+    Column("architecture_medium", "medium", _nested("architecture_shot_accuracy", "medium")),
+    Column("architecture_few", "few", _nested("architecture_shot_accuracy", "few")),
+    Column("architecture_params", "params", _attr("architecture_params"), "count"),
+    Column("evaluate_seconds", "evaluate (s)", _attr("evaluate_seconds"), "s"),
+)
+TOTAL_SECONDS = Column("total_seconds", "search + evaluate (s)", _total_seconds, "s")
+COLUMNS = (*SUPERNET_COLUMNS, *ARCHITECTURE_COLUMNS, TOTAL_SECONDS)
+# The paired differences the markdown shows (JSON holds every column's).
+DIFFERENCE_KEYS = (
+    "supernet_val",
+    "architecture_val",
+    "architecture_test",
+    "architecture_few",
+    "architecture_params",
+    "total_seconds",
+)
+_BY_KEY = {column.key: column for column in COLUMNS}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _scaled(value: float, unit: str, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    if unit == "%":
+        return f"{value * 100:{sign}.1f}"
+    if unit == "count":
+        return f"{value:{sign},.0f}"
+    return f"{value:{sign}.0f}"
 
 
 @dataclass(frozen=True)
@@ -45,18 +157,160 @@ class Summary:
     n: int
 
     @classmethod
-    def of(cls, values: Iterable[float]) -> Summary | None:
+    def of(cls, values: Iterable[Any]) -> Summary | None:
         """The summary of the finite values given, or None when there is none."""
-        finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        finite = [v for v in (_finite(value) for value in values) if v is not None]
         if not finite:
             return None
         std = statistics.stdev(finite) if len(finite) > 1 else None
         return cls(statistics.fmean(finite), std, len(finite))
 
-    def format(self, scale: float = 100.0, digits: int = 1) -> str:
-        """`mean ± std` in percent (std left out for a single value)."""
-        mean = f"{self.mean * scale:.{digits}f}"
-        return mean if self.std is None else f"{mean} ± {self.std * scale:.{digits}f}"
+    def format(self, unit: str = "%") -> str:
+        """`mean ± std` in the column's unit (std left out for a single value)."""
+        mean = _scaled(self.mean, unit)
+        return mean if self.std is None else f"{mean} ± {_scaled(self.std, unit)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: mean, std (None for one value), n."""
+        return {"mean": self.mean, "std": self.std, "n": self.n}
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """Student's t quantile (scipy.stats.t.ppf; scipy ships with scikit-learn)."""
+    from scipy.stats import t
+
+    return float(t.ppf(probability, df))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The mean of per-seed differences (method − darts, same seed) with its 95 % t-interval.
+
+    Args:
+        mean: mean difference over the n seeds both ran.
+        low, high: the 95 % interval, mean ± t(0.975, n−1)·sd/√n (None for n < 2).
+        n: number of seed pairs.
+        seeds: the seeds paired.
+    """
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    seeds: tuple[int, ...]
+
+    @classmethod
+    def paired(cls, method: dict[int, float], baseline: dict[int, float]) -> Difference | None:
+        """Pairs the two seed → value maps by seed (None when no seed is in both)."""
+        seeds = tuple(sorted(set(method) & set(baseline)))
+        if not seeds:
+            return None
+        diffs = [method[s] - baseline[s] for s in seeds]
+        mean = statistics.fmean(diffs)
+        if len(diffs) < 2:
+            return cls(mean, None, None, 1, seeds)
+        half = t_quantile(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        return cls(mean, mean - half, mean + half, len(diffs), seeds)
+
+    def format(self, unit: str = "%") -> str:
+        """`+mean [low, high]` in the column's unit (no interval for one pair)."""
+        mean = _scaled(self.mean, unit, signed=True)
+        if self.low is None or self.high is None:
+            return mean
+        return f"{mean} [{_scaled(self.low, unit, True)}, {_scaled(self.high, unit, True)}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "mean": self.mean,
+            "ci95": None if self.low is None else [self.low, self.high],
+            "n": self.n,
+            "seeds": list(self.seeds),
+        }
+
+
+@dataclass(frozen=True)
+class KendallTau:
+    """Kendall's τ-b between two paired samples and its two-sided p-value.
+
+    Args:
+        tau: τ-b = (C − D) / √((n0 − n1)(n0 − n2)), ties in either variable corrected.
+        p_value: exact (the permutation distribution of the discordant-pair count) when no
+            value is tied and n ≤ EXACT_TAU_MAX_N; otherwise the normal approximation of
+            S = C − D with the tie-corrected variance (Kendall 1970), no continuity
+            correction.
+        n: number of pairs.
+        method: "exact" or "normal".
+    """
+
+    tau: float
+    p_value: float
+    n: int
+    method: str
+
+    def format(self) -> str:
+        """τ-b, p and n in one line."""
+        return f"τ-b = {self.tau:+.3f}, p = {self.p_value:.3g} ({self.method}), n = {self.n}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"tau_b": self.tau, "p_value": self.p_value, "n": self.n, "method": self.method}
+
+
+def _tie_sums(values: Sequence[float]) -> tuple[int, int, int]:
+    counts: dict[float, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    pairs = sum(t * (t - 1) // 2 for t in counts.values())
+    var = sum(t * (t - 1) * (2 * t + 5) for t in counts.values())
+    return pairs, var, sum(t * (t - 1) * (t - 2) for t in counts.values())
+
+
+def _exact_upper_tail(n: int, discordant: int) -> float:
+    """P(D ≤ discordant) under independence: the share of the n! orderings with at most
+    that many inversions (Mahonian numbers)."""
+    counts = [1]
+    for k in range(2, n + 1):  # inserting element k adds 0..k-1 inversions
+        grown = [0] * (len(counts) + k - 1)
+        for inversions, ways in enumerate(counts):
+            for extra in range(k):
+                grown[inversions + extra] += ways
+        counts = grown
+    return sum(counts[: discordant + 1]) / math.factorial(n)
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> KendallTau | None:
+    """Kendall's τ-b of paired values, or None when undefined (n < 2, or one variable has
+    a single distinct value)."""
+    if len(x) != len(y):
+        raise ValueError(f"kendall_tau_b: {len(x)} x values but {len(y)} y values")
+    n = len(x)
+    if n < 2:
+        return None
+    concordant = discordant = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            sign = (x[i] - x[j]) * (y[i] - y[j])
+            if sign > 0:
+                concordant += 1
+            elif sign < 0:
+                discordant += 1
+    n0 = n * (n - 1) // 2
+    n1, vx, wx = _tie_sums(x)
+    n2, vy, wy = _tie_sums(y)
+    if n1 == n0 or n2 == n0:
+        return None
+    s = concordant - discordant
+    tau = s / math.sqrt((n0 - n1) * (n0 - n2))
+    if n1 == 0 and n2 == 0 and n <= EXACT_TAU_MAX_N:
+        tail = _exact_upper_tail(n, min(concordant, discordant))
+        return KendallTau(tau, min(1.0, 2 * tail), n, "exact")
+    var = (n * (n - 1) * (2 * n + 5) - vx - vy) / 18
+    var += (2 * n1) * (2 * n2) / (2 * n * (n - 1))
+    if n > 2:
+        var += wx * wy / (9 * n * (n - 1) * (n - 2))
+    p = math.erfc(abs(s) / math.sqrt(var) / math.sqrt(2)) if var > 0 else 1.0
+    return KendallTau(tau, p, n, "normal")
 
 
 @dataclass(frozen=True)
@@ -68,17 +322,32 @@ class Row:
         imbalance_ratio: the data's imbalance ratio.
         seeds: the engine seeds of the trials summarised.
         figures: column key (see `COLUMNS`) → summary over the seeds (None: no value).
+        differences: column key → paired difference to darts at the same ratio (None: no
+            seed in common, or this is darts).
     """
 
     method: str
     imbalance_ratio: float
     seeds: tuple[int, ...]
     figures: dict[str, Summary | None]
+    differences: dict[str, Difference | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "method": self.method,
+            "imbalance_ratio": self.imbalance_ratio,
+            "seeds": list(self.seeds),
+            "figures": {k: None if s is None else s.to_dict() for k, s in self.figures.items()},
+            f"difference_to_{BASELINE}": {
+                k: None if d is None else d.to_dict() for k, d in self.differences.items()
+            },
+        }
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The comparison table of one study.
+    """The comparison of one study.
 
     Args:
         study: the study name.
@@ -86,6 +355,10 @@ class Comparison:
         rows: one row per method and imbalance ratio, ratio first, methods in SPEC order.
         complete: number of complete trials summarised.
         excluded: trial states left out (pruned, failed, running), with their counts.
+        supernet_predicts_architecture: τ-b between the supernet's and the trained
+            architecture's balanced validation accuracy over the complete trials.
+        balanced_predicts_longtail: τ-b between the architecture trained on a balanced set
+            and on the long-tailed set (studies that train on both).
     """
 
     study: str
@@ -93,41 +366,134 @@ class Comparison:
     rows: tuple[Row, ...]
     complete: int
     excluded: dict[str, int]
+    supernet_predicts_architecture: KendallTau | None = None
+    balanced_predicts_longtail: KendallTau | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the whole comparison."""
+        tau = self.supernet_predicts_architecture
+        tau_bl = self.balanced_predicts_longtail
+        return {
+            "study": self.study,
+            "metric": self.metric,
+            "complete": self.complete,
+            "excluded": self.excluded,
+            "units": {c.key: c.unit for c in COLUMNS},
+            "rows": [row.to_dict() for row in self.rows],
+            "supernet_vs_architecture": None if tau is None else tau.to_dict(),
+            "balanced_vs_longtail": None if tau_bl is None else tau_bl.to_dict(),
+        }
 
     def markdown(self) -> str:
-        """The table in markdown, with a caption saying what the numbers are."""
+        """The tables in markdown, with captions saying what the numbers are."""
         excluded = ", ".join(f"{n} {state}" for state, n in sorted(self.excluded.items()) if n)
-        caption = (
+        lines = [
             f"Study `{self.study}`: {self.complete} complete trials"
             + (f" ({excluded} left out)" if excluded else "")
-            + f". Mean ± sample std over seeds, in %. objective = {self.metric} on the "
-            "held-out long-tailed validation split; the other columns are on the balanced "
-            "test set."
-        )
-        header = ["method", "IR", "seeds", *(title for _, title in COLUMNS)]
-        lines = [
-            caption,
+            + f"; objective = {self.metric}. Mean ± sample std over seeds. Accuracies in %: "
+            "val = balanced accuracy on the held-out long-tailed validation split, test / "
+            "many / medium / few = balanced test set. — = not recorded.",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(COLUMNS)) + "|",
         ]
-        for row in self.rows:
-            cells = [
-                row.method,
-                f"{row.imbalance_ratio:g}",
-                str(len(row.seeds)),
-                *(_format(row.figures[key]) for key, _ in COLUMNS),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += self._table(
+            "Supernet at the end of the search",
+            ["method", "IR", "seeds"],
+            lambda row: [row.method, f"{row.imbalance_ratio:g}", str(len(row.seeds))],
+            [
+                (c.title, lambda row, c=c: _format(row.figures.get(c.key), c.unit))
+                for c in SUPERNET_COLUMNS
+            ],
+            self.rows,
+        )
+        lines += self._table(
+            "Derived architecture trained from scratch ([evaluate]; params of the network)",
+            ["method", "IR", "seeds"],
+            lambda row: [row.method, f"{row.imbalance_ratio:g}", str(len(row.seeds))],
+            [
+                (c.title, lambda row, c=c: _format(row.figures.get(c.key), c.unit))
+                for c in ARCHITECTURE_COLUMNS
+            ],
+            self.rows,
+        )
+        differenced = [row for row in self.rows if row.method != BASELINE]
+        if differenced:
+            lines += self._table(
+                f"Paired difference to `{BASELINE}` (same imbalance ratio, same seed): mean "
+                "[95 % t-interval]; accuracies in percentage points, time in s",
+                ["method", "IR", "pairs"],
+                lambda row: [row.method, f"{row.imbalance_ratio:g}", _pairs(row)],
+                [
+                    (
+                        f"Δ {_difference_title(key)}",
+                        lambda row, key=key: _format_difference(
+                            row.differences.get(key), _BY_KEY[key].unit
+                        ),
+                    )
+                    for key in DIFFERENCE_KEYS
+                ],
+                differenced,
+            )
+        tau = self.supernet_predicts_architecture
+        lines.append(
+            "Supernet val → trained-architecture val, Kendall "
+            + (
+                f"{tau.format()}"
+                if tau is not None
+                else f"τ-b: {MISSING} (fewer than 2 trials with both accuracies)"
+            )
+        )
+        if self.balanced_predicts_longtail is not None:
+            lines.append("")
+            lines.append(
+                "Architecture trained on the balanced set → on the long-tailed set (val), "
+                f"Kendall {self.balanced_predicts_longtail.format()}"
+            )
         return "\n".join(lines) + "\n"
 
+    @staticmethod
+    def _table(
+        caption: str,
+        keys: list[str],
+        key_cells: Callable[[Row], list[str]],
+        value_cells: list[tuple[str, Callable[[Row], str]]],
+        rows: Sequence[Row],
+    ) -> list[str]:
+        header = [*keys, *(title for title, _ in value_cells)]
+        lines = [
+            caption + ":",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(value_cells)) + "|",
+        ]
+        for row in rows:
+            cells = [*key_cells(row), *(cell(row) for _, cell in value_cells)]
+            lines.append("| " + " | ".join(cells) + " |")
+        return [*lines, ""]
 
-def _format(summary: Summary | None) -> str:
-    return "–" if summary is None else summary.format()
+
+def _difference_title(key: str) -> str:
+    column = _BY_KEY[key]
+    if key.startswith("supernet_"):
+        return f"supernet {column.title}"
+    if key.startswith("architecture_"):
+        return f"arch. {column.title}"
+    return "time"
 
 
-def _setting(trial: optuna.trial.FrozenTrial, base: dict[str, Any]) -> tuple[str, float, int]:
-    config = trial.user_attrs.get("config") or {}
+def _pairs(row: Row) -> str:
+    return str(max((d.n for d in row.differences.values() if d is not None), default=0))
+
+
+def _format(summary: Summary | None, unit: str) -> str:
+    return MISSING if summary is None else summary.format(unit)
+
+
+def _format_difference(difference: Difference | None, unit: str) -> str:
+    return MISSING if difference is None else difference.format(unit)
+
+
+def _setting(trial: FrozenTrial, base: dict[str, Any]) -> tuple[str, float, int]:
+    config = trial_config(trial)
     params = trial.params
     method = config.get("method", params.get("method", base.get("method")))
     ratio = (config.get("data") or {}).get(
@@ -138,27 +504,25 @@ def _setting(trial: optuna.trial.FrozenTrial, base: dict[str, Any]) -> tuple[str
     return str(method), float(ratio), int(seed)
 
 
-def _figures(trial: optuna.trial.FrozenTrial) -> dict[str, float | None]:
-    metrics = trial.user_attrs.get("metrics") or {}
-    shots = trial.user_attrs.get("shot_accuracy") or metrics.get("shot_accuracy") or {}
-    return {
-        "objective": trial.value,
-        "test_accuracy": metrics.get("test_accuracy"),
-        "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
-        "many": shots.get("many"),
-        "medium": shots.get("medium"),
-        "few": shots.get("few"),
-    }
-
-
 def _method_order(method: str) -> tuple[int, str]:
     return (METHODS.index(method) if method in METHODS else len(METHODS), method)
 
 
+def _per_seed(members: list[tuple[int, FrozenTrial]], column: Column) -> dict[int, float]:
+    """seed → the column's value (the mean when several trials ran the same seed)."""
+    values: dict[int, list[float]] = {}
+    for seed, trial in members:
+        value = _finite(column.read(trial))
+        if value is not None:
+            values.setdefault(seed, []).append(value)
+    return {seed: statistics.fmean(v) for seed, v in values.items()}
+
+
 def comparison_rows(
-    trials: Sequence[optuna.trial.FrozenTrial], base: dict[str, Any] | None = None
+    trials: Sequence[FrozenTrial], base: dict[str, Any] | None = None
 ) -> tuple[Row, ...]:
-    """Groups complete trials by (method, imbalance ratio) and summarises each column.
+    """Groups complete trials by (method, imbalance ratio), summarises each column and
+    pairs each method with darts at the same ratio by seed.
 
     Args:
         trials: the study's trials; only COMPLETE ones are used.
@@ -166,27 +530,52 @@ def comparison_rows(
             for a trial that stores no config of its own.
     """
     base = base or {}
-    groups: dict[tuple[str, float], list[tuple[int, dict[str, float | None]]]] = {}
+    groups: dict[tuple[str, float], list[tuple[int, FrozenTrial]]] = {}
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
         method, ratio, seed = _setting(trial, base)
-        groups.setdefault((method, ratio), []).append((seed, _figures(trial)))
+        groups.setdefault((method, ratio), []).append((seed, trial))
+    per_seed = {
+        group: {c.key: _per_seed(members, c) for c in COLUMNS} for group, members in groups.items()
+    }
     rows = []
     for (method, ratio), members in sorted(
         groups.items(), key=lambda item: (item[0][1], _method_order(item[0][0]))
     ):
-        figures = {
-            key: Summary.of(f[key] for _, f in members if f[key] is not None) for key, _ in COLUMNS
-        }
-        rows.append(Row(method, ratio, tuple(sorted(s for s, _ in members)), figures))
+        figures = {c.key: Summary.of(c.read(t) for _, t in members) for c in COLUMNS}
+        baseline = per_seed.get((BASELINE, ratio))
+        differences: dict[str, Difference | None] = {}
+        if method != BASELINE and baseline is not None:
+            differences = {
+                c.key: Difference.paired(per_seed[(method, ratio)][c.key], baseline[c.key])
+                for c in COLUMNS
+            }
+        seeds = tuple(sorted(s for s, _ in members))
+        rows.append(Row(method, ratio, seeds, figures, differences))
     return tuple(rows)
+
+
+def rank_correlation(
+    trials: Sequence[FrozenTrial],
+    x: Callable[[FrozenTrial], Any],
+    y: Callable[[FrozenTrial], Any],
+) -> KendallTau | None:
+    """Kendall τ-b between two figures over the complete trials that have both."""
+    pairs = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        a, b = _finite(x(trial)), _finite(y(trial))
+        if a is not None and b is not None:
+            pairs.append((a, b))
+    return kendall_tau_b([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def compare_study(
     study: optuna.Study, metric: str, base: dict[str, Any] | None = None
 ) -> Comparison:
-    """The comparison table of a study.
+    """The comparison of a study.
 
     Args:
         study: an hls-tune study (trials with the objective's user attributes).
@@ -204,4 +593,12 @@ def compare_study(
         rows=comparison_rows(trials, base),
         complete=complete,
         excluded=counts,
+        supernet_predicts_architecture=rank_correlation(
+            trials, _supernet_val, _attr("architecture_val_balanced_accuracy")
+        ),
+        balanced_predicts_longtail=rank_correlation(
+            trials,
+            _attr("architecture_balanced_val_balanced_accuracy"),
+            _attr("architecture_lt_val_balanced_accuracy"),
+        ),
     )
