@@ -12,6 +12,7 @@ from hls_tune.cli._base import (
     cli,
     epoch_progress,
     storage_option,
+    study_option,
     write_json_files,
 )
 from hls_tune.errors import HlsTuneError
@@ -271,7 +272,7 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--out",
@@ -291,7 +292,7 @@ def compare(study_name: str, storage: str | None, out: Path | None) -> None:
     if not table.rows:
         raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
     text = table.markdown()
-    click.echo(text, nl=False)
+    click.echo(text, nl=False)  # the caption counts the trials of other objectives it ignored
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

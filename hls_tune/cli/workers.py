@@ -14,12 +14,13 @@ from hls_tune.cli._base import (
     cli,
     no_artifacts_option,
     storage_option,
+    study_option,
 )
 from hls_tune.errors import ConfigError, HlsTuneError
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--n-trials",
@@ -94,7 +95,7 @@ def worker(
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option("--gpus", default=None, help="Comma-separated GPU ids, one worker per GPU.")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)

@@ -1,10 +1,11 @@
 """The method comparison: a study's complete trials → mean ± std over seeds per method and
 imbalance ratio, as a markdown table (the way the long-tailed NAS papers present theirs).
 
-Each trial is placed by the settings it ran (its ``config`` user attribute: method,
+Each trial is placed by the settings it ran (its stored engine config: method,
 ``data.imbalance_ratio``, seed); its figures are the study objective (the trial value,
 measured on the validation split) and the balanced-test-set figures the objective stores
-(``metrics``: top-1 and balanced accuracy; ``shot_accuracy``: many/medium/few-shot).
+(top-1 and balanced accuracy; many/medium/few-shot). Trials hls-tune did not create are
+left out and counted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hls_tune.engine.settings import METHODS
+from hls_tune.study.study import foreign_note, own_trials, trial_config, trial_metrics
 
 # Column key → (header, where the value comes from).
 COLUMNS = (
@@ -86,6 +88,7 @@ class Comparison:
         rows: one row per method and imbalance ratio, ratio first, methods in SPEC order.
         complete: number of complete trials summarised.
         excluded: trial states left out (pruned, failed, running), with their counts.
+        foreign: trials left out because hls-tune did not create them.
     """
 
     study: str
@@ -93,6 +96,7 @@ class Comparison:
     rows: tuple[Row, ...]
     complete: int
     excluded: dict[str, int]
+    foreign: int = 0
 
     def markdown(self) -> str:
         """The table in markdown, with a caption saying what the numbers are."""
@@ -102,7 +106,7 @@ class Comparison:
             + (f" ({excluded} left out)" if excluded else "")
             + f". Mean ± sample std over seeds, in %. objective = {self.metric} on the "
             "held-out long-tailed validation split; the other columns are on the balanced "
-            "test set."
+            "test set." + (f" ({foreign_note(self.foreign)}.)" if self.foreign else "")
         )
         header = ["method", "IR", "seeds", *(title for _, title in COLUMNS)]
         lines = [
@@ -127,7 +131,7 @@ def _format(summary: Summary | None) -> str:
 
 
 def _setting(trial: optuna.trial.FrozenTrial, base: dict[str, Any]) -> tuple[str, float, int]:
-    config = trial.user_attrs.get("config") or {}
+    config = trial_config(trial)
     params = trial.params
     method = config.get("method", params.get("method", base.get("method")))
     ratio = (config.get("data") or {}).get(
@@ -139,8 +143,8 @@ def _setting(trial: optuna.trial.FrozenTrial, base: dict[str, Any]) -> tuple[str
 
 
 def _figures(trial: optuna.trial.FrozenTrial) -> dict[str, float | None]:
-    metrics = trial.user_attrs.get("metrics") or {}
-    shots = trial.user_attrs.get("shot_accuracy") or metrics.get("shot_accuracy") or {}
+    metrics = trial_metrics(trial)
+    shots = metrics.get("shot_accuracy") or trial.user_attrs.get("shot_accuracy") or {}
     return {
         "objective": trial.value,
         "test_accuracy": metrics.get("test_accuracy"),
@@ -193,7 +197,7 @@ def compare_study(
         metric: the study's metric name, for the caption.
         base: the study's fixed engine config, for trials without a stored config.
     """
-    trials = study.get_trials(deepcopy=False)
+    trials, foreign = own_trials(study)
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
@@ -204,4 +208,5 @@ def compare_study(
         rows=comparison_rows(trials, base),
         complete=complete,
         excluded=counts,
+        foreign=foreign,
     )

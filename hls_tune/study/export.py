@@ -18,7 +18,13 @@ from hls_tune.engine.nas.darts_format import darts_python_module
 from hls_tune.engine.nas.genotype import Genotype
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
-from hls_tune.study.study import LoadedStudy, ranked_trials
+from hls_tune.study.study import (
+    LoadedStudy,
+    ranked_trials,
+    trial_config,
+    trial_genotype,
+    trial_metrics,
+)
 
 FORMATS = ("json", "py", "both")
 
@@ -34,7 +40,7 @@ class ExportedFile:
 def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The JSON document of one exported trial: study, trial, value, parameters, engine
     settings, the whole genotype (backbone and both heads) and the backbone alone."""
-    genotype = Genotype.from_dict(trial.user_attrs["genotype"])
+    genotype = Genotype.from_dict(trial_genotype(trial))  # type: ignore[arg-type]
     backbone = {
         "normal": [list(e) for e in genotype.normal],
         "normal_concat": list(genotype.normal_concat),
@@ -47,8 +53,8 @@ def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dic
         "value": trial.value,
         "metric": loaded.study_file.study.metric,
         "params": trial.params,
-        "config": trial.user_attrs.get("config"),
-        "metrics": trial.user_attrs.get("metrics"),
+        "config": trial_config(trial) or None,
+        "metrics": trial_metrics(trial) or None,
         "genotype": genotype.to_dict(),
         "backbone": backbone,
     }
@@ -67,7 +73,7 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)} but got {fmt!r}.")
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1 but got {top_k}.")
-    trials = [t for t in ranked_trials(loaded.study, top_k) if "genotype" in t.user_attrs]
+    trials = [t for t in ranked_trials(loaded.study, top_k) if trial_genotype(t) is not None]
     if not trials:
         raise HlsTuneError(
             f"study {loaded.study.study_name!r} has no complete trial with a genotype yet."
@@ -82,7 +88,8 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
                 files[_inside(out, "best.json")] = text
     if fmt in ("py", "both"):
         genotypes = {
-            f"trial_{t.number}": Genotype.from_dict(t.user_attrs["genotype"]) for t in trials
+            f"trial_{t.number}": Genotype.from_dict(trial_genotype(t))  # type: ignore[arg-type]
+            for t in trials
         }
         header = (
             f'"""Best genotypes of study {loaded.study.study_name!r} (backbone cells, '
