@@ -6,7 +6,6 @@ traceback; every line that may hold a storage URL is redacted.
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,29 +80,6 @@ def write_json_files(out: Path, files: dict[str, Any]) -> None:
         tmp = out / f".{name}.tmp"
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, out / name)
-
-
-def epoch_progress(total: int, description: str, start: int = 0) -> tuple[Any, Callable]:
-    """A tqdm bar over epochs and the `on_epoch` callback that advances it."""
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=total,
-        initial=start,
-        desc=description,
-        unit="epoch",
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-
-    def advance(metrics: Any) -> None:
-        bar.update(1)
-        postfix = {"loss": f"{metrics.train_loss:.3f}", "val": f"{metrics.val_accuracy:.3f}"}
-        if metrics.mixing_ratio is not None:
-            postfix["mu"] = f"{metrics.mixing_ratio:.2f}"
-        bar.set_postfix(postfix)
-
-    return bar, advance
 
 
 STORAGE_HELP = (

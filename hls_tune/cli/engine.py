@@ -1,6 +1,5 @@
 """`hls-tune search`, `train` and `compare`: the engine without a study storage."""
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ from hls_tune.cli._base import (
     DEVICE_HELP,
     _storage_url,
     cli,
-    epoch_progress,
     storage_option,
     study_option,
     write_json_files,
@@ -48,6 +46,7 @@ def search(
     from hls_tune.engine import run_search
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.device import resolve_device
+    from hls_tune.engine.progress import RunProgress, epoch_summary
     from hls_tune.study.config import load_study_file
 
     study = load_study_file(study_file)
@@ -63,14 +62,20 @@ def search(
         f" C={config.channels} L={config.layers}, {config.epochs} epochs",
         err=True,
     )
-    bar, advance = epoch_progress(config.total_epochs, "search")
+    progress = RunProgress("search", config.total_epochs)
 
     def on_epoch(metrics: Any) -> bool:
-        advance(metrics)
+        progress.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
         return True
 
-    with bar:
-        result = run_search(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
+    with progress:
+        result = run_search(
+            config,
+            data=data,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+            on_step=progress.on_step,
+        )
     write_json_files(
         out,
         {
@@ -212,10 +217,9 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     """
     import dataclasses
 
-    from tqdm import tqdm
-
     from hls_tune.engine import train as engine
     from hls_tune.engine.datasets import prepare_data
+    from hls_tune.engine.progress import RunProgress, epoch_summary
     from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype)  # a bad genotype stops here, before any data
@@ -247,20 +251,16 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
         f"{config.epochs} epochs, crop {crop} flip {flip} cutout {cutout}",
         err=True,
     )
-    bar = tqdm(total=config.epochs, desc="train", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    progress = RunProgress("train", config.epochs)
 
     def on_epoch(record: Any) -> bool:
-        if bar.n == 0 and record.epoch > 0:
-            bar.update(record.epoch)  # resumed
-        bar.update(1)
-        postfix = {"loss": f"{record.train_loss:.3f}"}
-        if record.val_accuracy is not None:
-            postfix["val"] = f"{record.val_accuracy:.3f}"
-        bar.set_postfix(postfix)
+        progress.on_epoch(record.epoch, epoch_summary(record), record.seconds)
         return True
 
-    with bar:
-        result = engine.train(cells, config, on_epoch, data=prepared, out=out)
+    with progress:
+        result = engine.train(
+            cells, config, on_epoch, data=prepared, out=out, on_step=progress.on_step
+        )
     shots = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.shot_accuracy.items()))
     click.echo(
         f"test accuracy {result.test_accuracy:.4f} (balanced {result.test_balanced_accuracy:.4f};"

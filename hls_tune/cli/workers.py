@@ -30,7 +30,12 @@ from hls_tune.errors import ConfigError, HlsTuneError
 )
 @click.option("--device", default=None, help=f"Override the study's device: {DEVICE_HELP}")
 @checkpoint_dir_option
-@click.option("--progress/--no-progress", default=True, help="A progress bar per trial.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Each trial's progress on stderr: a bar inside each epoch on a terminal, one line "
+    "per epoch otherwise.",
+)
 @artifacts_option
 @no_artifacts_option
 @click.option(

@@ -47,6 +47,7 @@ from hls_tune.engine.device import resolve_device
 from hls_tune.engine.epochs import run_epochs
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.losses import class_loss_weights
+from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import alpha_learning_rates
 from hls_tune.engine.search import Search
@@ -146,6 +147,7 @@ class _Adaptation:
         self.head_steps = max(1, len(self.train_images) // config.batch_size)
         self.head_optimizer: torch.optim.Optimizer | None = None
         self.should_stop: Callable[[], bool] | None = None
+        self.on_step: StepHook | None = None
 
     # --- phase 2 -------------------------------------------------------------------------
     def start_head(self) -> None:
@@ -197,6 +199,8 @@ class _Adaptation:
             self.head_optimizer.step()
             losses[step] = loss.detach()
             accuracies[step] = (logits.argmax(1) == y).float().mean().detach()
+            if self.on_step is not None:
+                self.on_step(epoch, step + 1, self.head_steps, config.batch_size)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -289,6 +293,7 @@ def run(
     checkpoint: str | Path | None = None,
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_step: StepHook | None = None,
 ) -> SearchResult:
     """Runs adapt_head: `epochs` of DARTS search on the balanced source, then
     `head_epochs` of head retraining on the long-tailed target; `hls_tune.engine.run_search`
@@ -302,6 +307,7 @@ def run(
         checkpoint: file written after every epoch; when it exists the run resumes from it.
         on_resume: called once with the restored epochs' metrics when resuming.
         should_stop: polled before every step; True raises SearchInterrupted.
+        on_step: called after every step of both phases (progress bars).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf.
@@ -324,6 +330,8 @@ def run(
     adaptation = _Adaptation(config, balanced_source(config, target), target, device)
     adaptation.search.should_stop = should_stop
     adaptation.should_stop = should_stop
+    adaptation.search.on_step = on_step
+    adaptation.on_step = on_step
 
     def start_head(epoch: int) -> None:
         if epoch == config.epochs and adaptation.head_optimizer is None:

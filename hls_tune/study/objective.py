@@ -19,6 +19,7 @@ import torch
 
 from hls_tune import engine
 from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.progress import RunProgress, epoch_summary
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
 from hls_tune.study.config import StudyFile
@@ -135,6 +136,8 @@ class Objective:
             (SearchInterrupted) so that the worker can hand it back for a retry.
         artifact_store: an Optuna artifact store; when given, every trial that completes,
             is pruned or diverges uploads its figures and a dashboard note (`report.py`).
+        progress: makes the progress display of a trial from its number and epoch count
+            (steps inside each epoch, one line per epoch); None shows nothing.
     """
 
     def __init__(
@@ -146,8 +149,10 @@ class Objective:
         on_epoch: EpochHook | None = None,
         should_stop: Callable[[], bool] | None = None,
         artifact_store: Any | None = None,
+        progress: Callable[[int, int], RunProgress] | None = None,
     ) -> None:
         self.artifact_store = artifact_store
+        self.progress = progress
         self.should_stop = should_stop
         self.on_start: Callable[[int], None] | None = None
         self.study_file = study_file
@@ -175,8 +180,11 @@ class Objective:
         set_system_attr(trial, CONFIG_ATTR, config.to_dict())
         data = prepare_data(config.data)
         history: list[EpochMetrics] = []
+        shown = self.progress(trial.number, config.total_epochs) if self.progress else None
 
         def on_epoch(metrics: EpochMetrics) -> bool:
+            if shown is not None:
+                shown.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
             history.append(metrics)
             trial.report(getattr(metrics, self.metric), metrics.epoch)
             if self.on_epoch is not None:
@@ -198,6 +206,7 @@ class Objective:
                 checkpoint=checkpoint,
                 on_resume=on_resume,
                 should_stop=self.should_stop,
+                on_step=shown.on_step if shown is not None else None,
             )
         except NonFiniteLossError as exc:
             self._record_failure(trial, str(exc), history)
@@ -214,6 +223,9 @@ class Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise TrialOutOfMemory(reason) from None
+        finally:
+            if shown is not None:
+                shown.close()
         if result.resumed_from_epoch is not None:
             trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
         if result.stopped_early:
