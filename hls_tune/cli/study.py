@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from hls_tune.cli._base import (
+    _complete_study_names,
     _quote,
     _storage_url,
     cli,
@@ -17,9 +18,16 @@ from hls_tune.errors import ConfigError
 
 def study_name_argument(func: Any) -> Any:
     """The study as `--study NAME` (as every other command takes it) or positionally."""
-    func = click.argument("name", required=False, metavar="[NAME]")(func)
+    func = click.argument(
+        "name", required=False, metavar="[NAME]", shell_complete=_complete_study_names
+    )(func)
     return click.option(
-        "--study", "study_option", default=None, metavar="NAME", help="Study name."
+        "--study",
+        "study_option",
+        default=None,
+        metavar="NAME",
+        help="Study name.",
+        shell_complete=_complete_study_names,
     )(func)
 
 
@@ -30,7 +38,7 @@ def _one_name(name: str | None, study_option: str | None) -> str:
         )
     chosen = study_option if study_option is not None else name
     if chosen is None:
-        raise click.UsageError("missing the study: pass --study NAME.")
+        raise ConfigError("--study is missing: pass --study NAME (or the name as an argument).")
     return chosen
 
 
