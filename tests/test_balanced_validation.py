@@ -24,6 +24,7 @@ from hls_tune.engine.train import TrainConfig, _Training
 from hls_tune.errors import ConfigError
 from hls_tune.study.config import load_study_file, parse_study_text
 from hls_tune.study.objective import Objective
+from hls_tune.study.study import trial_history
 
 from .helpers import REPO_ROOT, hls_tune, write_study
 
@@ -189,8 +190,9 @@ def test_the_default_metric_is_balanced_and_the_pruner_sees_the_optimised_value(
     study = optuna.create_study(direction="maximize")
     study.optimize(Objective(study_file, device="cpu"), n_trials=1)
     trial = study.trials[0]
-    balanced = trial.user_attrs["val_balanced_accuracy_per_epoch"]
-    assert balanced != trial.user_attrs["val_accuracy_per_epoch"]  # the test can tell them apart
+    curves = trial_history(trial)
+    balanced = curves["val_balanced_accuracy_per_epoch"]
+    assert balanced != curves["val_accuracy_per_epoch"]  # the test can tell them apart
     assert [trial.intermediate_values[e] for e in range(2)] == balanced
     assert trial.value == balanced[-1]
 

@@ -16,6 +16,7 @@ import pytest
 from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype
 from hls_tune.engine.train import load_genotype
 from hls_tune.errors import ConfigError
+from hls_tune.study.study import trial_genotype
 
 from .helpers import hls_tune, write_study
 
@@ -231,7 +232,7 @@ def test_export_py_imports_in_plain_python_and_every_genotype_round_trips(tmp_pa
         assert listed.returncode == 0, listed.stderr
         found = json.loads(listed.stdout)
         [trial] = trials
-        stored = Genotype.from_dict(trial.user_attrs["genotype"])
+        stored = Genotype.from_dict(trial_genotype(trial))
         assert stored.is_bbn  # the hls method searches BBN head cells
         [name] = found["genotypes"]
         assert name == f"{identifier}_trial{trial.number}"  # study and trial in the name

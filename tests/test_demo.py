@@ -11,6 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hls_tune.study.study import trial_genotype
+
 from .helpers import hls_tune
 
 pytestmark = pytest.mark.slow
@@ -56,7 +58,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
             "digits-lt-demo_genotypes.py",
         )
     ), result.stdout
-    expected = Genotype.from_dict(best.user_attrs["genotype"])
+    expected = Genotype.from_dict(trial_genotype(best))
     record = json.loads((genotypes / "best.json").read_text())
     assert record["trial"] == best.number and record["value"] == best.value
     assert Genotype.from_dict(record["genotype"]) == expected

@@ -82,7 +82,7 @@ def test_kill_9_recomputes_at_most_the_epoch_that_was_running(tmp_path, storage_
     assert resumed is not None and resumed >= killed_after + 1, (resumed, killed_after)
     # and the curve has no hole: the kept epochs were re-reported, the rest measured.
     assert sorted(retry.intermediate_values) == list(range(EPOCHS))
-    assert retry.user_attrs["metrics"]["epochs_run"] == EPOCHS
+    assert retry.user_attrs["epochs_run"] == EPOCHS
 
 
 def _children(pid: int) -> list[int]:

@@ -24,6 +24,7 @@ from hls_tune.study.config import load_study_file
 from hls_tune.study.launch import _worker_command, cpu_slots
 from hls_tune.study.objective import Objective
 from hls_tune.study.report import write_report
+from hls_tune.study.study import trial_genotype
 from hls_tune.study.trial_artifacts import genotype_rows
 
 from .helpers import hls_tune, require_program, write_study
@@ -67,7 +68,7 @@ def test_every_finished_trial_has_its_figures_table_and_note(study):
             if name.endswith(".svg"):
                 assert data.lstrip().startswith((b"<?xml", b"<svg"))
         rows = [json.loads(line) for line in files["genotype.jsonl"].decode().splitlines()]
-        genotype = Genotype.from_dict(trial.user_attrs["genotype"])
+        genotype = Genotype.from_dict(trial_genotype(trial))
         assert [(r["op"], r["input"]) for r in rows if r["cell"] == "normal"] == list(
             genotype.normal
         )

@@ -6,7 +6,6 @@ traceback; every line that may hold a storage URL is redacted.
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,32 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+STORAGE_META_KEY = "hls_tune.storage"
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
 @click.version_option(package_name="hls-tune")
-def cli() -> None:
-    """Optuna studies for BBN-DARTS with heterogeneous learning-rate scheduling (HLS)."""
+@click.option(
+    "--storage",
+    "storage",
+    default=None,
+    metavar="URL",
+    help="Storage URL for every study command (a command's own --storage wins).",
+)
+@click.pass_context
+def cli(ctx: click.Context, storage: str | None) -> None:
+    """Optuna studies for BBN-DARTS with heterogeneous learning-rate scheduling (HLS).
+
+    Shell completion (bash): eval "$(_HLS_TUNE_COMPLETE=bash_source hls-tune)".
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    ctx.meta[STORAGE_META_KEY] = storage
     import optuna
 
     # Every command says what it did in its own lines; Optuna's INFO lines ("A new study
@@ -61,29 +82,6 @@ def write_json_files(out: Path, files: dict[str, Any]) -> None:
         os.replace(tmp, out / name)
 
 
-def epoch_progress(total: int, description: str, start: int = 0) -> tuple[Any, Callable]:
-    """A tqdm bar over epochs and the `on_epoch` callback that advances it."""
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=total,
-        initial=start,
-        desc=description,
-        unit="epoch",
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-
-    def advance(metrics: Any) -> None:
-        bar.update(1)
-        postfix = {"loss": f"{metrics.train_loss:.3f}", "val": f"{metrics.val_accuracy:.3f}"}
-        if metrics.mixing_ratio is not None:
-            postfix["mu"] = f"{metrics.mixing_ratio:.2f}"
-        bar.set_postfix(postfix)
-
-    return bar, advance
-
-
 STORAGE_HELP = (
     "Storage URL: sqlite:///study.db, journal:study.log, postgresql://user@host/db or "
     "grpc://host:port. Default: $HLS_TUNE_STORAGE, then $OPTUNA_STORAGE."
@@ -98,9 +96,43 @@ def storage_option(func: Callable) -> Callable:
 
 
 def _storage_url(value: str | None) -> str:
+    """The command's --storage, else the one given before the command, else the environment."""
     from hls_tune.study.storage import resolve_storage_url
 
+    if value is None:
+        ctx = click.get_current_context(silent=True)
+        value = ctx.meta.get(STORAGE_META_KEY) if ctx is not None else None
     return resolve_storage_url(value)
+
+
+def _complete_study_names(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[str]:
+    """Shell completion of --study: the names of the studies in the storage (none on error)."""
+    try:
+        from hls_tune.study.storage import open_storage, resolve_storage_url
+
+        value = ctx.params.get("storage")
+        root = ctx.find_root()
+        if value is None:
+            value = root.params.get("storage")
+        storage = open_storage(resolve_storage_url(value))
+        names = [s.study_name for s in storage.get_all_studies()]
+    except Exception:  # completion must never print an error into the shell
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def study_option(func: Callable) -> Callable:
+    """`--study NAME` of every command that works on one study (completes study names)."""
+    return click.option(
+        "--study",
+        "study_name",
+        required=True,
+        metavar="NAME",
+        help="Study name.",
+        shell_complete=_complete_study_names,
+    )(func)
 
 
 ARTIFACTS_HELP = (

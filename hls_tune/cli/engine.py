@@ -1,6 +1,5 @@
 """`hls-tune search`, `train`, `inspect` and `compare`: the engine without a study storage."""
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ from hls_tune.cli._base import (
     DEVICE_HELP,
     _storage_url,
     cli,
-    epoch_progress,
     storage_option,
+    study_option,
     write_json_files,
 )
 from hls_tune.errors import HlsTuneError
@@ -47,6 +46,7 @@ def search(
     from hls_tune.engine import run_search
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.device import resolve_device
+    from hls_tune.engine.progress import RunProgress, epoch_summary
     from hls_tune.study.config import load_study_file
 
     study = load_study_file(study_file)
@@ -63,14 +63,20 @@ def search(
         f" C={config.channels} L={config.layers}, {config.epochs} epochs",
         err=True,
     )
-    bar, advance = epoch_progress(config.total_epochs, "search")
+    progress = RunProgress("search", config.total_epochs)
 
     def on_epoch(metrics: Any) -> bool:
-        advance(metrics)
+        progress.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
         return True
 
-    with bar:
-        result = run_search(config, data=data, on_epoch=on_epoch, checkpoint=checkpoint)
+    with progress:
+        result = run_search(
+            config,
+            data=data,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+            on_step=progress.on_step,
+        )
     write_json_files(
         out,
         {
@@ -245,10 +251,9 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     """
     import dataclasses
 
-    from tqdm import tqdm
-
     from hls_tune.engine import train as engine
     from hls_tune.engine.datasets import prepare_data
+    from hls_tune.engine.progress import RunProgress, epoch_summary
     from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype, name)  # a bad genotype stops here, before any data
@@ -285,20 +290,16 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
         f"validation images ({data.val_source})",
         err=True,
     )
-    bar = tqdm(total=config.epochs, desc="train", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    progress = RunProgress("train", config.epochs)
 
     def on_epoch(record: Any) -> bool:
-        if bar.n == 0 and record.epoch > 0:
-            bar.update(record.epoch)  # resumed
-        bar.update(1)
-        postfix = {"loss": f"{record.train_loss:.3f}"}
-        if record.val_accuracy is not None:
-            postfix["val"] = f"{record.val_accuracy:.3f}"
-        bar.set_postfix(postfix)
+        progress.on_epoch(record.epoch, epoch_summary(record), record.seconds)
         return True
 
-    with bar:
-        result = engine.train(cells, config, on_epoch, data=prepared, out=out)
+    with progress:
+        result = engine.train(
+            cells, config, on_epoch, data=prepared, out=out, on_step=progress.on_step
+        )
     shots = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.shot_accuracy.items()))
     click.echo(
         f"test accuracy {result.test_accuracy:.4f} (balanced {result.test_balanced_accuracy:.4f};"
@@ -417,7 +418,7 @@ def inspect(
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--out",
@@ -446,7 +447,7 @@ def compare(study_name: str, storage: str | None, out: Path | None, as_json: boo
     if not table.rows:
         raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
     text = json.dumps(table.to_dict(), indent=2) + "\n" if as_json else table.markdown()
-    click.echo(text, nl=False)
+    click.echo(text, nl=False)  # the caption counts the trials of other objectives it ignored
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

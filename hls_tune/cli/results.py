@@ -10,12 +10,13 @@ from hls_tune.cli._base import (
     artifacts_option,
     cli,
     storage_option,
+    study_option,
 )
 from hls_tune.errors import HlsTuneError
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--top-k",
@@ -45,11 +46,14 @@ def export(
 ) -> None:
     """Export the best genotypes of a study."""
     from hls_tune.study.export import export_study
-    from hls_tune.study.study import load_study
+    from hls_tune.study.study import foreign_note, load_study, own_trials
 
     loaded = load_study(_storage_url(storage), study_name)
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
+    ignored = foreign_note(own_trials(loaded.study)[1])
+    if ignored:
+        click.echo(ignored, err=True)
 
 
 @cli.command()
@@ -97,7 +101,7 @@ def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) 
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--out",
@@ -110,14 +114,31 @@ def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) 
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="How many of the best trials get their cell diagrams in the report.",
+    help="How many of the best trials get their cell diagrams, α evolution and schedule.",
 )
-def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
+@artifacts_option
+def report(
+    study_name: str, storage: str | None, out: Path, top_k: int, artifacts: str | None
+) -> None:
     """Write a study report: a self-contained HTML page and PNG figures."""
+    from optuna.artifacts import FileSystemArtifactStore
+
     from hls_tune.study.report import write_report
-    from hls_tune.study.study import load_study
+    from hls_tune.study.study import foreign_note, load_study, own_trials
 
     loaded = load_study(_storage_url(storage), study_name)
-    page = write_report(loaded.study, out, top_k=top_k)
+    artifact_dir = Path(_artifacts_dir(artifacts))
+    # Read only: a missing directory is reported, never created.
+    store = FileSystemArtifactStore(artifact_dir) if artifact_dir.is_dir() else None
+    if store is None:
+        click.echo(
+            f"no artifact directory {artifact_dir}: the report has no α-evolution or "
+            "schedule figures (pass the workers' --artifacts DIR)",
+            err=True,
+        )
+    page = write_report(loaded.study, out, top_k=top_k, artifact_store=store)
     images = sorted(out.glob("*.png"))
     click.echo(f"wrote {page} and {len(images)} PNG files in {out}")
+    ignored = foreign_note(own_trials(loaded.study)[1])
+    if ignored:
+        click.echo(ignored, err=True)

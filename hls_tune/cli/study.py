@@ -1,16 +1,52 @@
 """`hls-tune study create | list | show | delete`."""
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from hls_tune.cli._base import (
+    _complete_study_names,
     _quote,
     _storage_url,
     cli,
     storage_option,
 )
+from hls_tune.errors import ConfigError
+
+
+def study_name_argument(func: Any) -> Any:
+    """The study as `--study NAME` (as every other command takes it) or positionally."""
+    func = click.argument(
+        "name", required=False, metavar="[NAME]", shell_complete=_complete_study_names
+    )(func)
+    return click.option(
+        "--study",
+        "study_option",
+        default=None,
+        metavar="NAME",
+        help="Study name.",
+        shell_complete=_complete_study_names,
+    )(func)
+
+
+def _one_name(name: str | None, study_option: str | None) -> str:
+    if name is not None and study_option is not None and name != study_option:
+        raise ConfigError(
+            f"give the study once: NAME {name!r} and --study {study_option!r} differ."
+        )
+    chosen = study_option if study_option is not None else name
+    if chosen is None:
+        raise ConfigError("--study is missing: pass --study NAME (or the name as an argument).")
+    return chosen
+
+
+def json_option(func: Any) -> Any:
+    """`--json`: one JSON document on stdout instead of the table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
 
 
 @cli.group()
@@ -43,32 +79,45 @@ def study_create(study_file: Path, storage: str | None, name: str | None) -> Non
 
 @study.command("list")
 @storage_option
-def study_list(storage: str | None) -> None:
+@json_option
+def study_list(storage: str | None, as_json: bool) -> None:
     """List the studies in the storage with their trial counts."""
     from hls_tune.study.storage import open_storage
 
     url = _storage_url(storage)
     storage_obj = open_storage(url)
     summaries = storage_obj.get_all_studies()
-    if not summaries:
+    if not summaries and not as_json:
         click.echo("no studies")
         return
     import optuna
 
-    rows = []
+    records = []
     for summary in summaries:
         loaded = optuna.load_study(study_name=summary.study_name, storage=storage_obj)
         trials = loaded.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.is_finished()]
         best = loaded.best_value if any(t.state.name == "COMPLETE" for t in trials) else None
-        rows.append(
-            (
-                summary.study_name,
-                str(len(trials)),
-                str(len(finished)),
-                "-" if best is None else f"{best:.4f}",
-            )
+        records.append(
+            {
+                "study": summary.study_name,
+                "trials": len(trials),
+                "finished": len(finished),
+                "best": best,
+            }
         )
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    rows = [
+        (
+            r["study"],
+            str(r["trials"]),
+            str(r["finished"]),
+            "-" if r["best"] is None else f"{r['best']:.4f}",
+        )
+        for r in records
+    ]
     _table(("study", "trials", "finished", "best"), rows)
 
 
@@ -79,7 +128,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 @study.command("show")
-@click.argument("name")
+@study_name_argument
 @storage_option
 @click.option(
     "--top-k",
@@ -88,18 +137,47 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     show_default=True,
     help="Rows of the best-trials table.",
 )
-def study_show(name: str, storage: str | None, top_k: int) -> None:
-    """Counts by state, the best trial and a table of the top trials."""
-    from hls_tune.study.study import load_study, ranked_trials, state_counts
+@json_option
+def study_show(
+    name: str | None, study_option: str | None, storage: str | None, top_k: int, as_json: bool
+) -> None:
+    """Counts by state, the best trial and a table of the top trials.
 
+    Trials not created by hls-tune (another objective run on the study) are left out and
+    counted.
+    """
+    from hls_tune.study.study import (
+        foreign_note,
+        load_study,
+        own_trials,
+        ranked_trials,
+        state_counts,
+    )
+
+    name = _one_name(name, study_option)
     loaded = load_study(_storage_url(storage), name)
     counts = state_counts(loaded.study)
+    foreign = own_trials(loaded.study)[1]
     settings = loaded.study_file.study
+    best = ranked_trials(loaded.study, top_k)
+    if as_json:
+        document = {
+            "study": name,
+            "direction": settings.direction,
+            "metric": settings.metric,
+            "budget": settings.n_trials,
+            "trials": {s: n for s, n in counts.items() if n},
+            "ignored_foreign_trials": foreign,
+            "best": [{"trial": t.number, "value": t.value, "params": t.params} for t in best],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(
         f"study {name!r}: {settings.direction} {settings.metric}, budget {settings.n_trials}"
     )
-    click.echo("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    best = ranked_trials(loaded.study, top_k)
+    click.echo("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
+    if foreign:
+        click.echo(foreign_note(foreign))
     if not best:
         click.echo("no complete trial yet")
         return
@@ -121,13 +199,16 @@ def _short(value: Any) -> str:
 
 
 @study.command("delete")
-@click.argument("name")
+@study_name_argument
 @storage_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def study_delete(name: str, storage: str | None, yes: bool) -> None:
+def study_delete(
+    name: str | None, study_option: str | None, storage: str | None, yes: bool
+) -> None:
     """Delete a study and all its trials."""
     from hls_tune.study.study import delete_study, load_study
 
+    name = _one_name(name, study_option)
     url = _storage_url(storage)
     loaded = load_study(url, name)
     n = len(loaded.study.get_trials(deepcopy=False))

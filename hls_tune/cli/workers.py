@@ -14,12 +14,13 @@ from hls_tune.cli._base import (
     cli,
     no_artifacts_option,
     storage_option,
+    study_option,
 )
 from hls_tune.errors import ConfigError, HlsTuneError
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option(
     "--n-trials",
@@ -29,7 +30,12 @@ from hls_tune.errors import ConfigError, HlsTuneError
 )
 @click.option("--device", default=None, help=f"Override the study's device: {DEVICE_HELP}")
 @checkpoint_dir_option
-@click.option("--progress/--no-progress", default=True, help="A progress bar per trial.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Each trial's progress on stderr: a bar inside each epoch on a terminal, one line "
+    "per epoch otherwise.",
+)
 @artifacts_option
 @no_artifacts_option
 @click.option(
@@ -94,7 +100,7 @@ def worker(
 
 
 @cli.command()
-@click.option("--study", "study_name", required=True, help="Study name.")
+@study_option
 @storage_option
 @click.option("--gpus", default=None, help="Comma-separated GPU ids, one worker per GPU.")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)
@@ -227,7 +233,7 @@ def demo(directory: Path, workers: int) -> None:
     for item in files:
         click.echo(f"genotype: {item.path}")
     click.echo("next:")
-    click.echo(f"  hls-tune study show {name} --storage {url}")
+    click.echo(f"  hls-tune study show --study {name} --storage {url}")
     click.echo(f"  hls-tune dashboard --storage {url} --artifacts {directory / 'artifacts'}")
     click.echo(f"  hls-tune report --study {name} --storage {url} --out {directory / 'report'}")
     click.echo(f"  hls-tune export --study {name} --storage {url} --top-k 3 --out genotypes/")

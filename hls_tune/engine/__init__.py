@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hls_tune.engine.nas.genotype import Genotype
+from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import HLSSchedule
 from hls_tune.engine.settings import DataConfig, SearchConfig
@@ -39,6 +40,7 @@ def run_search(
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     source_cache: str | Path | None = None,
+    on_step: StepHook | None = None,
 ) -> SearchResult:
     """Runs one search for `config.method`: adapt_head (a cached source search, then the
     adaptation to the target, SPEC §5) goes to `adapt.run`, with `source_cache` (the
@@ -65,4 +67,5 @@ def run_search(
         checkpoint=checkpoint,
         on_resume=on_resume,
         should_stop=should_stop,
+        on_step=on_step,
     )

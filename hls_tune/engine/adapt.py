@@ -68,6 +68,7 @@ from hls_tune.engine.device import resolve_device
 from hls_tune.engine.epochs import run_epochs
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.losses import class_loss_weights
+from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS
 from hls_tune.engine.search import Search, build_supernet
@@ -390,6 +391,7 @@ class _Adaptation:
             weight_decay=config.alpha_weight_decay,
         )
         self.should_stop: Callable[[], bool] | None = None
+        self.on_step: StepHook | None = None
 
     def phase(self, epoch: int) -> str:
         """ "evaluate" (adapt_mode none), "weights" or "alpha"."""
@@ -456,6 +458,8 @@ class _Adaptation:
                 self.alpha_optimizer.step()
             losses[step] = loss.detach()
             accuracies[step] = (logits.argmax(1) == y).float().mean().detach()
+            if self.on_step is not None:
+                self.on_step(epoch, step + 1, self.head_steps, config.batch_size)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -529,6 +533,7 @@ def run(
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     source_cache: str | Path | None = None,
+    on_step: StepHook | None = None,
 ) -> SearchResult:
     """Runs adapt_head: the (cached) source search, then `config.total_epochs` epochs of
     adaptation on the long-tailed target; `hls_tune.engine.run_search` calls this for
@@ -544,6 +549,7 @@ def run(
         should_stop: polled before every step; True raises SearchInterrupted.
         source_cache: directory of the shared source supernets (`source_supernet`); None
             searches the source in memory for this run only.
+        on_step: called after every step of both phases (progress bars).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf.
@@ -568,6 +574,8 @@ def run(
     )
     adaptation = _Adaptation(config, source, target, device)
     adaptation.should_stop = should_stop
+    adaptation.search.on_step = on_step
+    adaptation.on_step = on_step
 
     def test_metrics() -> dict[str, Any]:
         figures = longtail_metrics(

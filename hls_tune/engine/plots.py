@@ -159,55 +159,72 @@ def _render_dot(dot_text: str, path: Path) -> None:
         raise RuntimeError(f"dot failed ({result.returncode}): {result.stderr.strip()[:300]}")
 
 
+# Layout of the matplotlib cell drawing, in inches (the axes span the whole figure, so one
+# data unit is one inch and text sizes are known): the two inputs left, the intermediate nodes
+# on one line, and each edge's op as its own labelled box in the gap before its target node,
+# above or below the line. Every label has a slot of its own, so none can overlap another.
+_COLUMN = 1.9  # between consecutive nodes; an op box (≤ 13 characters) is ~0.85 in wide
+_MARGIN = 0.75
+_OP_OFFSET = 0.75  # op boxes above / below the node line
+_INPUT_OFFSET = 1.35  # c_{k-2} above and c_{k-1} below the node line
+_HEIGHT = 3.9
+_TITLE_SPACE = 0.45
+
+
 def _cell_positions(nodes: int) -> dict[int, tuple[float, float]]:
-    """Node centres for the matplotlib drawing: inputs left, nodes on a zig-zag, output right."""
-    positions = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    """Node centres (inches): inputs left, intermediate nodes on one line, output right."""
+    mid = (_HEIGHT - _TITLE_SPACE) / 2
+    positions = {0: (_MARGIN, mid + _INPUT_OFFSET), 1: (_MARGIN, mid - _INPUT_OFFSET)}
     for i in range(nodes):
-        positions[i + 2] = (1.4 * (i + 1), 0.9 if i % 2 == 0 else -0.9)
-    positions[-1] = (1.4 * (nodes + 1), 0.0)  # c_{k}
+        positions[i + 2] = (_MARGIN + _COLUMN * (i + 1), mid)
+    positions[-1] = (_MARGIN + _COLUMN * (nodes + 1), mid)  # c_{k}
     return positions
 
 
-def _curved_arrow(
+def _line(
     axes: Axes,
     start: tuple[float, float],
     end: tuple[float, float],
-    bend: float,
     color: str,
     *,
-    lw: float = 1.6,
-    gap: float = 0.28,
-) -> tuple[float, float]:
-    """A quadratic Bézier arrow in data coordinates; returns the curve's midpoint.
-
-    `bend` moves the control point perpendicular to the chord (a fraction of its length);
-    both ends are pulled back by `gap` so the arrow stops at the node boxes.
-    """
+    bend: float = 0.0,
+    arrow: bool = True,
+    gap: float = 0.0,
+    lw: float = 1.4,
+    alpha: float = 1.0,
+) -> None:
+    """A line (a quadratic curve with `bend`) from `start` to `end`, drawn under the boxes;
+    with `arrow` it ends in an arrowhead `gap` inches before `end` (outside its box)."""
     (x0, y0), (x2, y2) = start, end
-    dx, dy = x2 - x0, y2 - y0
-    control = ((x0 + x2) / 2 - bend * dy, (y0 + y2) / 2 + bend * dx)
-
-    def pulled(point: tuple[float, float]) -> tuple[float, float]:
-        cx, cy = control[0] - point[0], control[1] - point[1]
-        norm = math.hypot(cx, cy) or 1.0
-        return point[0] + gap * cx / norm, point[1] + gap * cy / norm
-
-    path = MplPath(
-        [pulled(start), control, pulled(end)],
-        [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3],
-    )
+    control = ((x0 + x2) / 2, (y0 + y2) / 2 + bend)
+    dx, dy = x2 - control[0], y2 - control[1]
+    norm = math.hypot(dx, dy) or 1.0
+    end = (x2 - gap * dx / norm, y2 - gap * dy / norm)
+    path = MplPath([start, control, end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
     axes.add_patch(
-        FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=12, color=color, lw=lw)
+        FancyArrowPatch(
+            path=path,
+            arrowstyle="-|>" if arrow else "-",
+            mutation_scale=11,
+            color=color,
+            lw=lw,
+            alpha=alpha,
+            zorder=1,
+        )
     )
-    return 0.25 * x0 + 0.5 * control[0] + 0.25 * x2, 0.25 * y0 + 0.5 * control[1] + 0.25 * y2
 
 
 def _cell_figure(edges: Sequence[Edge], concat: Sequence[int], title: str) -> Figure:
     nodes = len(edges) // 2
     positions = _cell_positions(nodes)
-    figure = new_figure(2.0 + 1.6 * nodes, 3.6)
-    axes = figure.add_subplot()
+    width = positions[-1][0] + _MARGIN
+    figure = new_figure(width, _HEIGHT)
+    figure.set_layout_engine("none")  # the axes fill the figure: inches are data units
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     axes.set_axis_off()
+    axes.set_xlim(0.0, width)
+    axes.set_ylim(0.0, _HEIGHT)
+    mid = positions[2][1] if nodes else positions[-1][1]
     boxes = {
         0: ("c_{k-2}", "#b4eeb4"),
         1: ("c_{k-1}", "#b4eeb4"),
@@ -223,32 +240,47 @@ def _cell_figure(edges: Sequence[Edge], concat: Sequence[int], title: str) -> Fi
             va="center",
             fontsize=10,
             zorder=3,
-            bbox={"boxstyle": "round,pad=0.4", "fc": color, "lw": 1.5},
+            bbox={"boxstyle": "round,pad=0.35", "fc": color, "lw": 1.5},
         )
+    out_x = positions[-1][0]
     for state in concat:
-        _curved_arrow(axes, positions[state], positions[-1], 0.0, "#b0b0b0", lw=1.0)
-    for position, (op, source) in enumerate(edges):
-        target = position // 2 + 2
-        # The two edges into a node bend opposite ways; longer jumps bend more.
-        bend = (0.12 + 0.04 * (target - source)) * (1 if position % 2 else -1)
-        color = OP_COLORS[op]
-        mid_x, mid_y = _curved_arrow(axes, positions[source], positions[target], bend, color)
+        x, _ = positions[state]
+        hops = round((out_x - x) / _COLUMN)
+        # Into c_{k} below the op boxes, so the grey lines never run through a node.
+        bend = 0.0 if hops <= 1 else -(2 * _OP_OFFSET + 0.25 * hops)
+        gap = 0.42 if hops <= 1 else 0.3  # c_{k} is wide: a level arrow stops further out
+        _line(axes, positions[state], positions[-1], "#b0b0b0", bend=bend, gap=gap, lw=1.0)
+    for node in range(nodes):
+        pair = sorted(
+            (edges[2 * node], edges[2 * node + 1]),
+            key=lambda edge: -positions[edge[1]][1],  # the higher source takes the upper slot
+        )
+        target = positions[node + 2]
+        for slot, (op, source) in zip((1, -1), pair, strict=True):
+            color = OP_COLORS[op]
+            box = (target[0] - _COLUMN / 2, mid + slot * _OP_OFFSET)
+            _line(axes, positions[source], box, color, arrow=False, alpha=0.55)
+            _line(axes, box, target, color, gap=0.2)
+            axes.text(
+                box[0],
+                box[1],
+                op,
+                color=color,
+                fontsize=8,
+                ha="center",
+                va="center",
+                zorder=2,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": color, "lw": 0.8},
+            )
+    if title:
         axes.text(
-            mid_x,
-            mid_y,
-            op,
-            color=color,
-            fontsize=7.5,
+            width / 2,
+            _HEIGHT - _TITLE_SPACE / 2 - 0.05,
+            title,
             ha="center",
             va="center",
-            zorder=2,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            fontsize=11,
         )
-    xs = [p[0] for p in positions.values()]
-    axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-    axes.set_ylim(-1.9, 1.9)
-    if title:
-        axes.set_title(title, fontsize=11)
     return figure
 
 

@@ -31,6 +31,7 @@ from hls_tune.engine.nas.fused import (
     compile_cells,
 )
 from hls_tune.engine.nas.supernet import BbnDartsSupernet, DartsSupernet, Supernet
+from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS, alpha_learning_rates
 from hls_tune.engine.settings import SearchConfig
@@ -138,6 +139,7 @@ class Search:
 
     def __init__(self, config: SearchConfig, data: LongTailData, device: torch.device) -> None:
         self.should_stop: Callable[[], bool] | None = None
+        self.on_step: StepHook | None = None
         self.config = config
         self.data = data
         self.device = device
@@ -330,6 +332,8 @@ class Search:
             weight_batch = self.weight_batches.next()
             self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
             losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
+            if self.on_step is not None:
+                self.on_step(epoch, step + 1, steps, config.batch_size)
         # One host synchronisation per epoch: find the first non-finite step, if any.
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
@@ -382,6 +386,7 @@ def run(
     checkpoint: str | Path | None = None,
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_step: StepHook | None = None,
 ) -> SearchResult:
     """Runs one plain search (every method but adapt_head, which `hls_tune.engine.run_search`
     hands to `adapt.run`) and returns the derived genotype and its metrics.
@@ -396,6 +401,8 @@ def run(
             can re-report what an interrupted run had already measured.
         should_stop: polled before every step (no device synchronisation); when it returns
             True the run raises SearchInterrupted and the last epoch checkpoint stands.
+        on_step: called after every step with (epoch, step, steps, images); for progress
+            bars, so it must be cheap.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
@@ -413,6 +420,7 @@ def run(
     data = data if data is not None else prepare_data(config.data)
     search = Search(config, data, device)
     search.should_stop = should_stop
+    search.on_step = on_step
     return run_epochs(
         search,
         config,

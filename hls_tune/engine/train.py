@@ -43,6 +43,7 @@ from hls_tune.engine.nas.network import (
     count_multiply_adds,
     count_parameters,
 )
+from hls_tune.engine.progress import StepHook
 from hls_tune.engine.schedules import MIX_FORMS, mixing_ratio
 from hls_tune.engine.settings import (
     DEVICES_HELP,
@@ -294,6 +295,7 @@ class _Training:
         self.config = config
         self.data = data
         self.device = device
+        self.on_step: StepHook | None = None
         torch.manual_seed(config.seed)
         self.model = build_network(
             genotype, config, data.in_channels, data.num_classes, data.image_size
@@ -372,6 +374,8 @@ class _Training:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip, foreach=True)
             self.optimizer.step()
             losses[step], accuracies[step] = loss.detach(), accuracy
+            if self.on_step is not None:
+                self.on_step(epoch, step + 1, steps, config.batch_size)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -439,6 +443,7 @@ def train(
     *,
     data: LongTailData | None = None,
     out: str | Path | None = None,
+    on_step: StepHook | None = None,
 ) -> TrainResult:
     """Trains `genotype` from scratch and evaluates it on the balanced test set.
 
@@ -450,6 +455,7 @@ def train(
         data: prepared long-tailed data (default: built from `config.data`, cached).
         out: directory for ``checkpoint.pt`` (written every epoch; an existing one is
             resumed), ``metrics.json`` and ``genotype.json``.
+        on_step: called after every step with (epoch, step, steps, images) (progress bars).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
@@ -466,6 +472,7 @@ def train(
     device = resolve_device(config.device)
     data = data if data is not None else prepare_data(config.data)
     run = _Training(genotype, config, data, device)
+    run.on_step = on_step
     out_dir = Path(out) if out is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
     start, history, elapsed, resumed = 0, [], 0.0, None

@@ -29,9 +29,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine.settings import METHODS
+from hls_tune.study.study import foreign_note, own_trials, trial_metrics
+from hls_tune.study.study import trial_config as _stored_config
 
 BASELINE = "darts"
-CONFIG_ATTR = "config"
 # Exact Kendall p-values (no ties) up to this many pairs of values; beyond it, or with ties,
 # the normal approximation with the tie-corrected variance.
 EXACT_TAU_MAX_N = 50
@@ -41,7 +42,7 @@ MISSING = "—"
 def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The engine config a trial ran (empty when it stores none): the one place that knows
     where a trial keeps it."""
-    return trial.user_attrs.get(CONFIG_ATTR) or {}
+    return _stored_config(trial)
 
 
 def _attr(name: str) -> Callable[[FrozenTrial], Any]:
@@ -52,17 +53,21 @@ def _nested(name: str, key: str) -> Callable[[FrozenTrial], Any]:
     return lambda trial: (trial.user_attrs.get(name) or {}).get(key)
 
 
+def _metric(key: str) -> Callable[[FrozenTrial], Any]:
+    return lambda trial: trial_metrics(trial).get(key)
+
+
 def _supernet_val(trial: FrozenTrial) -> Any:
     value = trial.user_attrs.get("supernet_val_balanced_accuracy")
     if value is None:  # trials recorded before the attribute existed
-        value = (trial.user_attrs.get("metrics") or {}).get("val_balanced_accuracy")
+        value = trial_metrics(trial).get("val_balanced_accuracy")
     return value
 
 
 def _supernet_shot(key: str) -> Callable[[FrozenTrial], Any]:
     def read(trial: FrozenTrial) -> Any:
         attrs = trial.user_attrs
-        shots = attrs.get("shot_accuracy") or (attrs.get("metrics") or {}).get("shot_accuracy")
+        shots = attrs.get("shot_accuracy") or trial_metrics(trial).get("shot_accuracy")
         return (shots or {}).get(key)
 
     return read
@@ -95,7 +100,7 @@ class Column:
 
 SUPERNET_COLUMNS = (
     Column("supernet_val", "val", _supernet_val),
-    Column("supernet_test", "test", _nested("metrics", "test_balanced_accuracy")),
+    Column("supernet_test", "test", _metric("test_balanced_accuracy")),
     Column("supernet_many", "many", _supernet_shot("many")),
     Column("supernet_medium", "medium", _supernet_shot("medium")),
     Column("supernet_few", "few", _supernet_shot("few")),
@@ -355,6 +360,7 @@ class Comparison:
         rows: one row per method and imbalance ratio, ratio first, methods in SPEC order.
         complete: number of complete trials summarised.
         excluded: trial states left out (pruned, failed, running), with their counts.
+        foreign: trials left out because hls-tune did not create them.
         supernet_predicts_architecture: τ-b between the supernet's and the trained
             architecture's balanced validation accuracy over the complete trials.
         balanced_predicts_longtail: τ-b between the architecture trained on a balanced set
@@ -368,6 +374,7 @@ class Comparison:
     excluded: dict[str, int]
     supernet_predicts_architecture: KendallTau | None = None
     balanced_predicts_longtail: KendallTau | None = None
+    foreign: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the whole comparison."""
@@ -378,6 +385,7 @@ class Comparison:
             "metric": self.metric,
             "complete": self.complete,
             "excluded": self.excluded,
+            "foreign": self.foreign,
             "units": {c.key: c.unit for c in COLUMNS},
             "rows": [row.to_dict() for row in self.rows],
             "supernet_vs_architecture": None if tau is None else tau.to_dict(),
@@ -391,8 +399,9 @@ class Comparison:
             f"Study `{self.study}`: {self.complete} complete trials"
             + (f" ({excluded} left out)" if excluded else "")
             + f"; objective = {self.metric}. Mean ± sample std over seeds. Accuracies in %: "
-            "val = balanced accuracy on the held-out long-tailed validation split, test / "
-            "many / medium / few = balanced test set. — = not recorded.",
+            "val = balanced accuracy on the study's validation set ([data] val_source), test / "
+            "many / medium / few = balanced test set. — = not recorded."
+            + (f" ({foreign_note(self.foreign)}.)" if self.foreign else ""),
             "",
         ]
         lines += self._table(
@@ -582,7 +591,7 @@ def compare_study(
         metric: the study's metric name, for the caption.
         base: the study's fixed engine config, for trials without a stored config.
     """
-    trials = study.get_trials(deepcopy=False)
+    trials, foreign = own_trials(study)
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
@@ -593,6 +602,7 @@ def compare_study(
         rows=comparison_rows(trials, base),
         complete=complete,
         excluded=counts,
+        foreign=foreign,
         supernet_predicts_architecture=rank_correlation(
             trials, _supernet_val, _attr("architecture_val_balanced_accuracy")
         ),

@@ -21,7 +21,13 @@ from hls_tune.engine.nas.darts_format import darts_python_module
 from hls_tune.engine.nas.genotype import Genotype, darts_identifier
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
-from hls_tune.study.study import LoadedStudy, ranked_trials
+from hls_tune.study.study import (
+    LoadedStudy,
+    ranked_trials,
+    trial_config,
+    trial_genotype,
+    trial_metrics,
+)
 
 FORMATS = ("json", "py", "both")
 
@@ -37,7 +43,7 @@ class ExportedFile:
 def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The JSON document of one exported trial: study, trial, value, parameters, engine
     settings, the whole genotype (backbone and both heads) and the backbone alone."""
-    genotype = Genotype.from_dict(trial.user_attrs["genotype"])
+    genotype = Genotype.from_dict(trial_genotype(trial))  # type: ignore[arg-type]
     backbone = {
         "normal": [list(e) for e in genotype.normal],
         "normal_concat": list(genotype.normal_concat),
@@ -50,8 +56,8 @@ def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dic
         "value": trial.value,
         "metric": loaded.study_file.study.metric,
         "params": trial.params,
-        "config": trial.user_attrs.get("config"),
-        "metrics": trial.user_attrs.get("metrics"),
+        "config": trial_config(trial) or None,
+        "metrics": trial_metrics(trial) or None,
         "genotype": genotype.to_dict(),
         "backbone": backbone,
     }
@@ -81,7 +87,7 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)} but got {fmt!r}.")
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1 but got {top_k}.")
-    trials = [t for t in ranked_trials(loaded.study, top_k) if "genotype" in t.user_attrs]
+    trials = [t for t in ranked_trials(loaded.study, top_k) if trial_genotype(t) is not None]
     if not trials:
         raise HlsTuneError(
             f"study {loaded.study.study_name!r} has no complete trial with a genotype yet."
@@ -97,7 +103,7 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
     if fmt in ("py", "both"):
         name = loaded.study.study_name
         genotypes = {
-            genotype_name(name, t.number): Genotype.from_dict(t.user_attrs["genotype"])
+            genotype_name(name, t.number): Genotype.from_dict(trial_genotype(t))  # type: ignore[arg-type]
             for t in trials
         }
         header = (

@@ -1,4 +1,10 @@
-"""The Optuna objective: space → `engine.run_search` → report, prune, user attributes."""
+"""The Optuna objective: space → `engine.run_search` → report, prune, trial attributes.
+
+A trial's user attributes hold what a person reads at a glance in `optuna trials` or the
+dashboard (final metrics, shot accuracies, time, why it failed); its engine settings, genotype,
+full metrics and per-epoch curves are system attributes (`hls_tune:*`), read back through
+`study.trial_config`, `trial_genotype`, `trial_metrics` and `trial_history`.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,20 @@ import torch
 
 from hls_tune import engine
 from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.progress import RunProgress, epoch_summary
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
 from hls_tune.study.config import StudyFile
 from hls_tune.study.space import suggest
-from hls_tune.study.study import RETRIED_FROM_ATTR
+from hls_tune.study.study import (
+    CONFIG_ATTR,
+    GENOTYPE_ATTR,
+    HISTORY_ATTR,
+    METRICS_ATTR,
+    OWN_TRIAL_ATTR,
+    RETRIED_FROM_ATTR,
+    SOURCE_ATTR,
+)
 
 FAIL_REASON_ATTR = "fail_reason"
 RESUMED_ATTR = "resumed_from_epoch"
@@ -57,6 +72,11 @@ def original_trial_number(trial: optuna.Trial) -> int:
     return trial.number
 
 
+def set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Stores a system attribute on a running trial (Optuna has no public setter)."""
+    trial.storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
 def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
     """Per-epoch curves stored on a trial: metric values, μ and each group's α-LR."""
     attrs: dict[str, Any] = {
@@ -71,20 +91,41 @@ def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dic
     return attrs
 
 
-def result_attrs(result: SearchResult) -> dict[str, Any]:
-    """What a finished trial stores: genotype, final metrics, shot accuracies, curves, time."""
-    return (
-        {
-            "genotype": result.genotype.to_dict(),
-            "metrics": result.metrics(),
-            "shot_accuracy": result.shot_accuracy,
-            "search_seconds": result.seconds,
-            "config": result.config.to_dict(),
-            "alpha_lr_b2": result.config.schedule.alpha_lr_b2,
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def glance_attrs(result: SearchResult) -> dict[str, Any]:
+    """The user attributes of a complete trial: what a person reads at a glance."""
+    metrics = result.metrics()
+    attrs = {
+        key: _rounded(metrics[key])
+        for key in (
+            "val_accuracy",
+            "val_balanced_accuracy",
+            "test_accuracy",
+            "test_balanced_accuracy",
+            "epochs_run",
+        )
+    }
+    attrs["shot_accuracy"] = {k: _rounded(v) for k, v in result.shot_accuracy.items()}
+    attrs["search_seconds"] = round(result.seconds, 1)
+    attrs["alpha_lr_b2"] = _rounded(result.config.schedule.alpha_lr_b2)
+    if result.source is not None:  # adapt_head: which shared source supernet, built here?
+        attrs["source_supernet"] = {
+            k: v for k, v in result.source.items() if k in ("key", "built", "epochs", "seconds")
         }
-        | ({} if result.source is None else {"source_supernet": result.source})
-        | history_attrs(result.history)
-    )
+    return attrs
+
+
+def result_system_attrs(result: SearchResult) -> dict[str, Any]:
+    """The system attributes of a complete trial: settings, genotype, metrics, curves."""
+    return {
+        CONFIG_ATTR: result.config.to_dict(),
+        GENOTYPE_ATTR: result.genotype.to_dict(),
+        METRICS_ATTR: result.metrics(),
+        HISTORY_ATTR: history_attrs(result.history),
+    } | ({} if result.source is None else {SOURCE_ATTR: result.source})
 
 
 class Objective:
@@ -100,6 +141,8 @@ class Objective:
             (SearchInterrupted) so that the worker can hand it back for a retry.
         artifact_store: an Optuna artifact store; when given, every trial that completes,
             is pruned or diverges uploads its figures and a dashboard note (`report.py`).
+        progress: makes the progress display of a trial from its number and epoch count
+            (steps inside each epoch, one line per epoch); None shows nothing.
     """
 
     def __init__(
@@ -111,8 +154,10 @@ class Objective:
         on_epoch: EpochHook | None = None,
         should_stop: Callable[[], bool] | None = None,
         artifact_store: Any | None = None,
+        progress: Callable[[int, int], RunProgress] | None = None,
     ) -> None:
         self.artifact_store = artifact_store
+        self.progress = progress
         self.should_stop = should_stop
         self.on_start: Callable[[int], None] | None = None
         self.study_file = study_file
@@ -137,15 +182,20 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         if self.on_start is not None:
             self.on_start(trial.number)
+        set_system_attr(trial, OWN_TRIAL_ATTR, True)
         if trial.user_attrs.get(FAIL_REASON_ATTR) is not None:
             trial.set_user_attr(FAIL_REASON_ATTR, None)  # inherited from the retried original
         config, _ = suggest(trial, self.study_file)
         if self.device is not None:
             config = dataclasses.replace(config, device=self.device)
+        set_system_attr(trial, CONFIG_ATTR, config.to_dict())
         data = prepare_data(config.data)
         history: list[EpochMetrics] = []
+        shown = self.progress(trial.number, config.total_epochs) if self.progress else None
 
         def on_epoch(metrics: EpochMetrics) -> bool:
+            if shown is not None:
+                shown.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
             history.append(metrics)
             trial.report(getattr(metrics, self.metric), metrics.epoch)
             if self.on_epoch is not None:
@@ -168,6 +218,7 @@ class Objective:
                 on_resume=on_resume,
                 should_stop=self.should_stop,
                 source_cache=self.source_cache_dir,
+                on_step=shown.on_step if shown is not None else None,
             )
         except NonFiniteLossError as exc:
             self._record_failure(trial, str(exc), history)
@@ -184,18 +235,23 @@ class Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise TrialOutOfMemory(reason) from None
+        finally:
+            if shown is not None:
+                shown.close()
         if result.resumed_from_epoch is not None:
             trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
         if result.stopped_early:
-            for key, value in history_attrs(result.history).items():
-                trial.set_user_attr(key, value)
-            trial.set_user_attr("genotype", result.genotype.to_dict())
+            set_system_attr(trial, HISTORY_ATTR, history_attrs(result.history))
+            set_system_attr(trial, GENOTYPE_ATTR, result.genotype.to_dict())
+            trial.set_user_attr("epochs_run", len(result.history))
             if checkpoint is not None:
                 checkpoint.unlink(missing_ok=True)
             reason = f"pruned after epoch {len(result.history) - 1}"
             self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
             raise optuna.TrialPruned(reason)
-        for key, value in result_attrs(result).items():
+        for key, value in result_system_attrs(result).items():
+            set_system_attr(trial, key, value)
+        for key, value in glance_attrs(result).items():
             trial.set_user_attr(key, value)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
@@ -232,5 +288,4 @@ class Objective:
     @staticmethod
     def _record_failure(trial: optuna.Trial, reason: str, history: list[EpochMetrics]) -> None:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        for key, value in history_attrs(history).items():
-            trial.set_user_attr(key, value)
+        set_system_attr(trial, HISTORY_ATTR, history_attrs(history))

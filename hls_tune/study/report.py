@@ -1,7 +1,9 @@
 """The study report (`hls-tune report`): a self-contained HTML page plus its PNG files.
 
 The per-trial artifacts and notes are `trial_artifacts`; where artifacts live is
-`artifacts.py`'s business (re-exported here).
+`artifacts.py`'s business (re-exported here). The top trials' α-evolution and schedule
+figures are the ones their workers uploaded to the artifact store, copied into the report.
+Trials hls-tune did not create are left out and counted in the page's header.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from hls_tune.study.artifacts import (
     DEFAULT_ARTIFACTS_DIR,
     artifacts_dir,
     open_artifact_store,
+)
+from hls_tune.study.study import (
+    foreign_note,
+    own_trials,
+    trial_config,
+    trial_genotype,
+    trial_metrics,
 )
 from hls_tune.study.trial_artifacts import format_value, genotype_cells
 
@@ -69,7 +78,7 @@ def _trial_value(trial: FrozenTrial, name: str) -> Any:
     """A trial's parameter, else the engine setting of the same name from its stored config."""
     if name in trial.params:
         return trial.params[name]
-    config = trial.user_attrs.get("config") or {}
+    config = trial_config(trial)
     schedule = config.get("schedule") or {}
     return schedule.get(name, config.get(name))
 
@@ -118,22 +127,48 @@ def _history_figure(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Any:
 def _curves_figure(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Any:
     figure = plots.new_figure(7.0, 3.6)
     axes = figure.add_subplot()
-    for t in trials:
-        if not t.intermediate_values:
-            continue
+    drawn = [t for t in trials if t.intermediate_values]
+    shown = set(_best_numbers(study, drawn, CURVE_LEGEND_ENTRIES))
+    for t in drawn:
         steps = sorted(t.intermediate_values)
+        complete = t.state == TrialState.COMPLETE
         style = (
             {"lw": 1.4, "alpha": 0.9}
-            if t.state == TrialState.COMPLETE
+            if complete
             else {"lw": 1.0, "alpha": 0.5, "ls": "--", "color": "gray"}
         )
-        axes.plot(steps, [t.intermediate_values[s] for s in steps], marker=".", **style)
+        # Complete trials are named in the legend (the best ones when there are many);
+        # the rest share one grey entry.
+        label = f"trial {t.number}" if complete and t.number in shown else "_nolegend_"
+        axes.plot(
+            steps, [t.intermediate_values[s] for s in steps], marker=".", label=label, **style
+        )
+    if any(t.state != TrialState.COMPLETE for t in drawn):
+        axes.plot([], [], lw=1.0, ls="--", color="gray", label="not complete (pruned, failed)")
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(_objective_label(study))
-    axes.set_title("per-epoch value of every trial (dashed grey: not complete)", fontsize=10)
+    more = sum(1 for t in drawn if t.state == TrialState.COMPLETE) - len(shown)
+    axes.set_title(
+        "per-epoch value of every trial"
+        + (f" (legend: the best {len(shown)}, {more} more complete)" if more > 0 else ""),
+        fontsize=10,
+    )
     axes.grid(alpha=0.3)
+    if drawn:
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return figure
+
+
+CURVE_LEGEND_ENTRIES = 10
+
+
+def _best_numbers(study: optuna.Study, trials: Sequence[FrozenTrial], count: int) -> list[int]:
+    """Numbers of the best `count` complete trials."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete.sort(key=lambda t: ((-t.value if maximize else t.value), t.number))  # type: ignore[operator]
+    return [t.number for t in complete[:count]]
 
 
 def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> Any:
@@ -233,16 +268,25 @@ def study_figures(
     *,
     top_k: int = 3,
     cell_engine: plots.CellEngine = "auto",
+    artifact_store: Any | None = None,
 ) -> tuple[list[ReportFigure], list[tuple[FrozenTrial, list[ReportFigure]]]]:
     """Writes the study report's PNG files into `out`.
 
+    Args:
+        study: the study.
+        out: output directory.
+        top_k: how many of the best complete trials get their own figures.
+        cell_engine: cell diagrams with `dot`, `matplotlib` or `auto`.
+        artifact_store: the store the workers uploaded the trials' figures to; each top
+            trial's α-evolution and schedule figures are copied from it.
+
     Returns:
         The study-level figures, and for each of the `top_k` best complete trials (best
-        first) the trial with its cell diagrams.
+        first) the trial with its figures (cell diagrams, then α evolution and schedule).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trials = study.get_trials(deepcopy=False)
+    trials, _ = own_trials(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     figures = [
         ReportFigure(
@@ -285,8 +329,9 @@ def study_figures(
     top: list[tuple[FrozenTrial, list[ReportFigure]]] = []
     for trial in ranked[:top_k]:
         cells: list[ReportFigure] = []
-        if "genotype" in trial.user_attrs:
-            genotype = Genotype.from_dict(trial.user_attrs["genotype"])
+        stored = trial_genotype(trial)
+        if stored is not None:
+            genotype = Genotype.from_dict(stored)
             for cell, edges, concat in genotype_cells(genotype):
                 path, _ = plots.cell_diagram(
                     edges,
@@ -296,8 +341,44 @@ def study_figures(
                     engine=cell_engine,
                 )
                 cells.append(ReportFigure(path, f"{cell} cell"))
+        cells += _trial_artifact_figures(study, trial, artifact_store, out)
         top.append((trial, cells))
     return figures, top
+
+
+# Uploaded trial figures the report copies, by file-name prefix, with their headings.
+ARTIFACT_FIGURES = (
+    ("alphas", "α evolution (op weights of every α group over the epochs)"),
+    ("schedule", "α learning-rate schedule of each group"),
+)
+
+
+def _trial_artifact_figures(
+    study: optuna.Study, trial: FrozenTrial, store: Any | None, out: Path
+) -> list[ReportFigure]:
+    """The trial's uploaded α-evolution and schedule PNGs, copied into `out`."""
+    if store is None:
+        return []
+    from optuna.artifacts import get_all_artifact_meta
+
+    try:
+        metas = get_all_artifact_meta(trial, storage=study._storage)
+    except Exception:  # an artifact store the storage cannot list: no figures, no failure
+        return []
+    figures = []
+    for prefix, title in ARTIFACT_FIGURES:
+        for meta in sorted(metas, key=lambda m: m.filename):
+            name = meta.filename
+            if not (name.startswith(prefix) and name.endswith(".png")):
+                continue
+            path = out / f"trial{trial.number}_{Path(name).name}"
+            try:
+                with store.open_reader(meta.artifact_id) as reader:
+                    path.write_bytes(reader.read())
+            except Exception:  # deleted or unreadable: leave it out
+                continue
+            figures.append(ReportFigure(path, title))
+    return figures
 
 
 def _img(path: Path, alt: str) -> str:
@@ -322,21 +403,25 @@ def write_report(
     *,
     top_k: int = 3,
     cell_engine: plots.CellEngine = "auto",
+    artifact_store: Any | None = None,
 ) -> Path:
     """Writes `out/report.html` (every image embedded, so the page stands alone) and the PNGs.
 
     Args:
         study: the study to report on.
         out: output directory (created).
-        top_k: how many of the best complete trials get a section with their cells.
+        top_k: how many of the best complete trials get a section with their figures.
         cell_engine: cell diagrams with `dot`, `matplotlib` or `auto`.
+        artifact_store: the trials' artifact store (their α-evolution and schedule figures).
 
     Returns:
         The HTML file.
     """
     out = Path(out)
-    figures, top = study_figures(study, out, top_k=top_k, cell_engine=cell_engine)
-    trials = study.get_trials(deepcopy=False)
+    figures, top = study_figures(
+        study, out, top_k=top_k, cell_engine=cell_engine, artifact_store=artifact_store
+    )
+    trials, foreign = own_trials(study)
     counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
     name = html.escape(study.study_name)
     parts = [
@@ -349,6 +434,8 @@ def write_report(
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         + f" · optuna {html.escape(optuna.__version__)}</p>",
     ]
+    if foreign:
+        parts.append(f'<p class="sub">{html.escape(foreign_note(foreign))}</p>')
     for figure in figures:
         parts.append(f"<h2>{html.escape(figure.title)}</h2>")
         if figure.caption:
@@ -360,11 +447,12 @@ def write_report(
     for rank, (trial, cells) in enumerate(top, start=1):
         parts.append(f"<h3>#{rank}: trial {trial.number}, value {trial.value:.4f}</h3>")
         rows = {f"param {k}": v for k, v in sorted(trial.params.items())}
-        metrics = trial.user_attrs.get("metrics") or {}
+        metrics = trial_metrics(trial)
         for key in ("test_accuracy", "test_balanced_accuracy", "search_seconds"):
             if metrics.get(key) is not None:
                 rows[key] = metrics[key]
-        for group, value in (trial.user_attrs.get("shot_accuracy") or {}).items():
+        shots = metrics.get("shot_accuracy") or trial.user_attrs.get("shot_accuracy") or {}
+        for group, value in shots.items():
             rows[f"test {group}-shot accuracy"] = value
         parts.append("<table><tr><th>what</th><th>value</th></tr>")
         parts += [
@@ -372,10 +460,20 @@ def write_report(
             for k, v in rows.items()
         ]
         parts.append("</table>")
-        if cells:
+        diagrams = [c for c in cells if c.title.endswith(" cell")]
+        if diagrams:
             parts.append('<div class="cells">')
-            parts += [_img(c.path, c.title) for c in cells]
+            parts += [_img(c.path, c.title) for c in diagrams]
             parts.append("</div>")
+        for figure in cells:
+            if figure not in diagrams:
+                parts.append(f"<h4>{html.escape(figure.title)}</h4>")
+                parts.append(_img(figure.path, figure.title))
+        if artifact_store is not None and len(diagrams) == len(cells):
+            parts.append(
+                "<p>No α-evolution or schedule figure: the artifact store holds none for this "
+                "trial (it ran with --no-artifacts, or with another --artifacts directory).</p>"
+            )
     parts.append("</body></html>")
     page = out / "report.html"
     page.write_text("\n".join(parts) + "\n", encoding="utf-8")

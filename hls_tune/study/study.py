@@ -1,12 +1,16 @@
 """Studies in an Optuna storage: create once from a study file, load with its settings.
 
-The study file's text and hash are stored on the study (user attributes), so every worker,
-on any machine, runs the settings the study was created with, never a local copy.
+The study file's text and hash are stored on the study (system attributes, out of the way of
+Optuna's CLI and dashboard), so every worker, on any machine, runs the settings the study was
+created with, never a local copy. Every trial hls-tune queues or runs carries a system
+attribute marking it; a trial without it (someone called `study.optimize` on the storage with
+an objective of their own) is ignored by `study show`, `export`, `compare` and the report.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,18 @@ from hls_tune.study.storage import describe, open_storage
 
 STUDY_FILE_ATTR = "hls_tune:study_file"
 STUDY_HASH_ATTR = "hls_tune:sha256"
+METRIC_ATTR = "hls_tune:metric"
+BUDGET_ATTR = "hls_tune:n_trials"
 RETRIED_FROM_ATTR = "failed_trial"  # set by optuna's RetryFailedTrialCallback
+# Trial system attributes: the markers of hls-tune's own trials, and what a finished trial
+# stores beyond the few user attributes a person reads at a glance.
+QUEUED_ATTR = "hls_tune:queued"  # on every budget ticket (and so on the trial claiming it)
+OWN_TRIAL_ATTR = "hls_tune:trial"  # set by the objective when it starts running the trial
+CONFIG_ATTR = "hls_tune:config"
+GENOTYPE_ATTR = "hls_tune:genotype"
+METRICS_ATTR = "hls_tune:metrics"
+HISTORY_ATTR = "hls_tune:history"
+SOURCE_ATTR = "hls_tune:source_supernet"  # adapt_head: the shared source (key, genotype …)
 
 
 def make_sampler(study_file: StudyFile) -> optuna.samplers.BaseSampler:
@@ -169,8 +184,9 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     storage = open_storage(url, create=True)
     if name in study_names(storage):
         existing = optuna.load_study(study_name=name, storage=storage)
-        stored = existing.user_attrs.get(STUDY_FILE_ATTR)
-        if existing.user_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
+        stored_attrs = study_system_attrs(existing) | existing.user_attrs
+        stored = stored_attrs.get(STUDY_FILE_ATTR)
+        if stored_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
             return name, False
         diff = "".join(
             difflib.unified_diff(
@@ -195,12 +211,28 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
         direction=study_file.study.direction,
         sampler=make_sampler(study_file),
     )
+    # Optuna's plots and the dashboard label the objective with this name, not "Objective 0".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([study_file.study.metric])
+    study_id = study._study_id
+    storage.set_study_system_attr(study_id, STUDY_FILE_ATTR, study_file.text)
+    storage.set_study_system_attr(study_id, STUDY_HASH_ATTR, study_file.sha256)
+    study.set_user_attr(METRIC_ATTR, study_file.study.metric)
+    study.set_user_attr(BUDGET_ATTR, study_file.study.n_trials)
     queue_budget(study, study_file.study.n_trials)
-    study.set_user_attr(STUDY_FILE_ATTR, study_file.text)
-    study.set_user_attr(STUDY_HASH_ATTR, study_file.sha256)
-    study.set_user_attr("hls_tune:metric", study_file.study.metric)
-    study.set_user_attr("hls_tune:n_trials", study_file.study.n_trials)
     return name, True
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attributes (Optuna keeps no public accessor for them)."""
+    return dict(study._storage.get_study_system_attrs(study._study_id))
+
+
+def stored_study_text(study: optuna.Study) -> str | None:
+    """The study file's text stored at creation (older studies kept it as a user attribute)."""
+    text = study_system_attrs(study).get(STUDY_FILE_ATTR)
+    return text if text is not None else study.user_attrs.get(STUDY_FILE_ATTR)
 
 
 @dataclass
@@ -222,7 +254,7 @@ def load_study(
     if name not in study_names(storage):
         raise _missing_study(storage, name, url)
     bare = optuna.load_study(study_name=name, storage=storage)
-    text = bare.user_attrs.get(STUDY_FILE_ATTR)
+    text = stored_study_text(bare)
     if text is None:
         raise HlsTuneError(
             f"study {name!r} was not created by hls-tune (no stored study file); "
@@ -262,7 +294,7 @@ def queue_budget(study: optuna.Study, n_trials: int) -> None:
     is claimed, exactly as for a trial it created itself; a retry of a crashed trial is
     queued the same way (by Optuna's retry callback) and replaces the failed one.
     """
-    ticket = optuna.trial.create_trial(state=TrialState.WAITING)
+    ticket = optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={QUEUED_ATTR: True})
     for _ in range(n_trials):
         study.add_trial(ticket)
 
@@ -285,17 +317,75 @@ def work_left(study: optuna.Study, *, running: bool = True) -> bool:
     return bool(study.get_trials(deepcopy=False, states=states))
 
 
+def is_own_trial(trial: FrozenTrial) -> bool:
+    """Whether hls-tune ran the trial (or queued it and it has not run yet)."""
+    if OWN_TRIAL_ATTR in trial.system_attrs:
+        return True
+    waiting = trial.state in (TrialState.WAITING, TrialState.RUNNING)
+    return waiting and QUEUED_ATTR in trial.system_attrs
+
+
+def own_trials(
+    study: optuna.Study, states: Sequence[TrialState] | None = None
+) -> tuple[list[FrozenTrial], int]:
+    """The study's own trials (in `states`) and how many others it holds that hls-tune did
+    not create (someone ran `study.optimize` on the storage with an objective of their own).
+
+    A study without the study file in its system attributes (created before hls-tune
+    marked its trials, or not by hls-tune at all) counts every trial as its own.
+    """
+    trials = study.get_trials(deepcopy=False, states=states)
+    if STUDY_FILE_ATTR not in study_system_attrs(study):
+        return list(trials), 0
+    own = [t for t in trials if is_own_trial(t)]
+    return own, len(trials) - len(own)
+
+
+def foreign_note(count: int) -> str:
+    """The line every reader prints about the trials it ignored ("" when none)."""
+    if not count:
+        return ""
+    return (
+        f"ignored {count} trial{'s' if count != 1 else ''} not created by hls-tune "
+        "(run on this study with another objective)"
+    )
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The engine settings the trial ran (`SearchConfig.to_dict()`), {} when unknown."""
+    return trial.system_attrs.get(CONFIG_ATTR) or trial.user_attrs.get("config") or {}
+
+
+def trial_genotype(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's derived genotype (`Genotype.to_dict()`), None when it has none."""
+    return trial.system_attrs.get(GENOTYPE_ATTR) or trial.user_attrs.get("genotype")
+
+
+def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """A complete trial's final metrics (`SearchResult.metrics()`), {} when unknown."""
+    return trial.system_attrs.get(METRICS_ATTR) or trial.user_attrs.get("metrics") or {}
+
+
+def trial_history(trial: FrozenTrial) -> dict[str, list[Any]]:
+    """The trial's per-epoch curves (`<name>_per_epoch` → one value per epoch)."""
+    stored = trial.system_attrs.get(HISTORY_ATTR)
+    if stored is not None:
+        return dict(stored)
+    return {k: v for k, v in trial.user_attrs.items() if k.endswith("_per_epoch")}
+
+
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Number of trials per state name (complete, pruned, fail, running, waiting)."""
+    """Number of the study's own trials per state name (complete, pruned, fail, running,
+    waiting)."""
     counts = {s.name.lower(): 0 for s in TrialState}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in own_trials(study)[0]:
         counts[trial.state.name.lower()] += 1
     return counts
 
 
 def ranked_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
-    """The best `top_k` COMPLETE trials, best first (ties: lower trial number first)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """The best `top_k` own COMPLETE trials, best first (ties: lower trial number first)."""
+    complete, _ = own_trials(study, (TrialState.COMPLETE,))
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     key = (lambda t: (-t.value, t.number)) if reverse else (lambda t: (t.value, t.number))
     return sorted(complete, key=key)[:top_k]

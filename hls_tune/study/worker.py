@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine.device import resolve_device
-from hls_tune.engine.results import EpochMetrics
+from hls_tune.engine.progress import RunProgress
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
@@ -56,40 +56,6 @@ def set_threads_from_env() -> None:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-
-
-class _TrialProgress:
-    """A tqdm bar per trial over its epochs (to stderr)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.number: int | None = None
-
-    def __call__(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if self.number != trial.number:
-            self.close()
-            self.number = trial.number
-            self.bar = tqdm(
-                total=metrics.epochs,
-                initial=metrics.epoch,
-                desc=f"trial {trial.number}",
-                unit="epoch",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                leave=False,
-            )
-        self.bar.update(1)
-        self.bar.set_postfix(val=f"{metrics.val_accuracy:.3f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def retry_callback(max_retries: int) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -226,7 +192,8 @@ def run_worker(
         n_trials: at most this many trials from this worker (None: until the budget is used).
         device: overrides the study file's device.
         checkpoint_dir: directory of per-trial checkpoints (shared by all workers).
-        progress: show a progress bar per trial.
+        progress: show each trial's progress (a bar inside each epoch on a terminal, one
+            line per epoch in a log).
         artifacts: directory of the Optuna artifact store the trials' figures go to
             (shared with the dashboard; None: no artifacts).
         heartbeat_interval: seconds between heartbeats (None: off); SQLite/PostgreSQL only.
@@ -256,10 +223,13 @@ def run_worker(
     # An unusable device stops the worker here, before it claims a queued trial and fails it.
     resolve_device(device or study_file.base.device)
     budget = study_file.study.n_trials
-    bar = _TrialProgress(progress)
     stop = _StopFlag()
     objective = Objective(
-        study_file, device=device, checkpoint_dir=checkpoint_dir, on_epoch=bar, should_stop=stop
+        study_file,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        should_stop=stop,
+        progress=_trial_progress if progress else None,
     )
     if artifacts is not None:
         from hls_tune.study.artifacts import open_artifact_store
@@ -300,7 +270,6 @@ def run_worker(
             except _NothingQueued:
                 continue  # another worker claimed the last queued trial first
             except (SearchInterrupted, KeyboardInterrupt) as exc:
-                bar.close()
                 if started:
                     if _hand_back(study, started[0], max_retries):
                         say(f"trial {started[0]} interrupted ({exc}); handed back for a retry")
@@ -310,7 +279,6 @@ def run_worker(
                             f"retries are used up (--max-retries {max_retries})"
                         )
                 break
-            bar.close()
             for frozen in finished:
                 summary.add(frozen.state)
                 say(_trial_line(frozen))
@@ -324,6 +292,12 @@ def run_worker(
         f"{trials_done(study)}/{budget} done"
     )
     return summary
+
+
+def _trial_progress(number: int, total_epochs: int) -> RunProgress:
+    """A trial's progress on stderr: a bar inside each epoch on a terminal, else one line
+    per epoch."""
+    return RunProgress(f"trial {number}", total_epochs)
 
 
 def _format_states(states: dict[str, int]) -> str:
