@@ -52,7 +52,7 @@ def build_supernet(config: SearchConfig, in_channels: int, num_classes: int) -> 
     )
     if config.is_bbn:
         bbn = FusedBbnDartsSupernet if config.fused else BbnDartsSupernet
-        return bbn(**common, head_cells=config.head_cells)
+        return bbn(**common, head_cells=config.head_cells, joint_batch=config.bbn_joint_batch)
     return (FusedDartsSupernet if config.fused else DartsSupernet)(**common)
 
 
@@ -297,7 +297,8 @@ class Search:
             if self.should_stop is not None and self.should_stop():
                 raise SearchInterrupted(epoch, step)
             weight_batch = self.weight_batches.next()
-            self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
+            if epoch >= config.alpha_start_epoch:  # α warm-up: α frozen before that epoch
+                self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
             losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
         # One host synchronisation per epoch: find the first non-finite step, if any.
         finite = torch.isfinite(losses)
