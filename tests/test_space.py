@@ -218,3 +218,37 @@ def test_a_single_shape_study_ties_all_four_groups():
     assert schedule.alpha_lr_shape == "cosine"
     shapes = {round(schedule.shape(0.8, g), 12) for g in ALPHA_GROUPS}
     assert len(shapes) == 1 and shapes != {1.0}
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        (  # alpha_lr has no default: the sampler draws it for the preset trial too
+            "alpha_lr = { low = 1e-4, high = 1e-2, log = true }\n"
+            'backbone_alpha_lr_shape = ["cosine", "step"]\n'
+            "backbone_alpha_lr_b1 = { low = 0.0, high = 1.0 }\n"
+            'head_alpha_lr_shape = ["constant", "linear"]\n'
+            'mix_form = ["cosine", "parabolic"]\n',
+            {
+                "backbone_alpha_lr_shape": "cosine",
+                "backbone_alpha_lr_b1": 0.0,
+                "head_alpha_lr_shape": "constant",
+                "mix_form": "cosine",
+            },
+        ),
+        ('mix_form = ["cosine", "parabolic"]\n', {"mix_form": "cosine"}),  # preset start
+        (
+            'backbone_alpha_lr_shape = ["cosine"]\n'
+            "backbone_alpha_lr_b1 = { low = 0.1, high = 1.0 }\n"
+            'head_alpha_lr_shape = ["constant"]\n',
+            None,
+        ),  # b1 = 0 is outside the range
+        ('mix_form = "parabolic"\n', None),  # a fixed asymmetric μ contradicts the preset
+        ('alpha_lr_shape = ["cosine", "constant"]\n', None),  # all groups tied
+    ],
+)
+def test_the_preset_trial_sets_exactly_the_schedule_entries_the_space_samples(space, expected):
+    from hls_tune.study.space import paper_reading_params
+
+    text = '[study]\nname = "p"\n[data]\ndataset = "digits"\n[space]\n' + space
+    assert paper_reading_params(parse_study_text(text)) == expected

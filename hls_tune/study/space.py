@@ -12,9 +12,11 @@ from hls_tune.engine.settings import SearchConfig
 from hls_tune.study.config import (
     LEVEL_PREFIXES,
     MIX_USES,
+    SCHEDULE_KEYS,
     SHAPE_KEYS,
     SHAPE_PARAMS,
     SPAN_KEY,
+    SPAN_KEYS,
     ParamSpec,
     StudyFile,
     config_with,
@@ -25,6 +27,7 @@ from hls_tune.study.config import (
 _MIX_PARAMS = {name for names in MIX_USES.values() for name in names}
 _LEVEL_PARAMS = {name: prefix for prefix, names in SHAPE_PARAMS.items() for name in names}
 _SHAPE_LEVELS = {f"{prefix}alpha_lr_shape": prefix for prefix in LEVEL_PREFIXES}
+SCHEDULE_NAMES = frozenset(SCHEDULE_KEYS) | frozenset(SPAN_KEYS)
 
 
 def _suggest_one(trial: optuna.Trial, spec: ParamSpec) -> Any:
@@ -191,14 +194,18 @@ def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
             params[name] = spec.default
 
     def pick(spec: ParamSpec) -> Any:
-        if spec.name not in params:
+        if spec.name in params:
+            return params[spec.name]
+        if spec.name in SCHEDULE_NAMES:
             raise LookupError(spec.name)
-        return params[spec.name]
+        # Not a schedule setting and no default: the sampler draws it for the preset trial;
+        # any value in range checks the schedule.
+        return spec.choices[0] if spec.kind == "choice" else spec.low
 
     try:
         config, used = choose(study_file, pick)
     except LookupError:
-        return None  # an entry without a default that the preset trial would need
+        return None  # a schedule entry the preset does not set and has no default for
     if not _same_schedule(config, SearchConfig(method="hls")):
         return None
     return {name: value for name, value in used.items() if name in params}
