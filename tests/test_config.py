@@ -190,3 +190,14 @@ def test_the_pc_darts_study_file_has_the_published_search_recipe():
     assert (config.partial_channels, config.alpha_start_epoch) == (4, 15)
     assert (config.batch_size, config.weight_lr, config.alpha_lr) == (256, 0.1, 6e-4)
     assert (config.epochs, config.weight_lr_min) == (50, 0.0)
+
+
+def test_a_levels_breakpoint_without_its_shape_is_refused_naming_both_keys():
+    text = (
+        '[study]\nname = "x"\n[data]\ndataset = "digits"\n[space]\n'
+        'alpha_lr_shape = ["cosine"]\nhead_rebalancing_alpha_lr_b1 = { low = 0.0, high = 1.0 }\n'
+    )
+    with pytest.raises(ConfigError, match=r"space\.head_rebalancing_alpha_lr_b1 has no effect"):
+        parse_study_text(text)
+    # with the preset as the start, the backbone level has a shape: its b1 matters
+    parse_study_text(text.replace('alpha_lr_shape = ["cosine"]\nhead_rebalancing', "backbone"))

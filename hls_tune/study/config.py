@@ -390,6 +390,7 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
     study_file.default_config()  # the fixed values must combine into a valid config
+    _check_levels(study_file)
     if study.sampler.type == "grid":
         for spec in study_file.sampled().values():
             if spec.kind != "choice":
@@ -398,6 +399,22 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
                     f"not a range (low={spec.low!r}, high={spec.high!r})."
                 )
     return study_file
+
+
+def _check_levels(study_file: StudyFile) -> None:
+    """A level's breakpoints and floor without a shape at that level can have no effect."""
+    names = set(study_file.space)
+    start = schedule_start(study_file.base, study_file.base.method, names)
+    for prefix in LEVEL_PREFIXES[1:]:
+        shape = f"{prefix}alpha_lr_shape"
+        if shape in names or getattr(start, shape) is not None:
+            continue
+        for name in SHAPE_PARAMS[prefix]:
+            if name in names:
+                raise ConfigError(
+                    f"space.{name} has no effect without {shape} (the level is tied to the "
+                    f"next one); add {shape} or remove {name}."
+                )
 
 
 def load_study_file(path: str | Path) -> StudyFile:
