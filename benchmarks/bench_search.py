@@ -30,8 +30,14 @@ process, on synthetic uint8 data; prints a table, then `speedup <fused/reference
 # (a dispatch mode, so Python and autograd overhead between ops is not counted):
 # torch.profiler's per-op overhead distorts the many small calls of a step severalfold.
 #
+# `--bbn-batches` times the two BBN backbone passes instead (method hls, fused defaults):
+# `per_branch` (the default, one backbone pass per branch batch, BBN's per-branch BatchNorm
+# statistics) against `joint` (`bbn_joint_batch = true`, one concatenated pass), and ends
+# with `per_branch_cost <per-branch step time / joint step time>`.
+#
 # Usage:
 #   OMP_NUM_THREADS=1 python benchmarks/bench_search.py --config cpu --steps 7 --threads 1
+#   OMP_NUM_THREADS=1 python benchmarks/bench_search.py --bbn-batches --steps 9 --threads 1
 
 from __future__ import annotations
 
@@ -64,6 +70,10 @@ VARIANTS = {
     "fused": {"fused": True, "channels_last": True, "amp": "auto"},
     # With --reference-channels-last: how much of the gain is the memory format alone.
     "reference_cl": {"fused": False, "channels_last": True, "amp": "off"},
+}
+BBN_VARIANTS = {
+    "joint": {"bbn_joint_batch": True},
+    "per_branch": {"bbn_joint_batch": False},
 }
 
 
@@ -104,6 +114,7 @@ def synthetic_data(image_size: int, batch_size: int, seed: int = 0) -> LongTailD
 def make_config(name: str, method: str, device: str, variant: str) -> SearchConfig:
     """The engine config of one benchmark config and variant."""
     shape = CONFIGS[name]
+    settings = BBN_VARIANTS.get(variant) or VARIANTS[variant]
     return SearchConfig(
         method=method,
         channels=shape["channels"],
@@ -111,7 +122,7 @@ def make_config(name: str, method: str, device: str, variant: str) -> SearchConf
         batch_size=shape["batch_size"],
         epochs=1,
         device=device,
-        **VARIANTS[variant],  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
@@ -232,10 +243,14 @@ def run_benchmark(args: argparse.Namespace) -> None:
     if args.device.startswith("cuda"):
         print(f"# gpu={torch.cuda.get_device_name()}")
     data = synthetic_data(shape["image_size"], shape["batch_size"])
+    variants = (
+        list(BBN_VARIANTS)
+        if args.bbn_batches
+        else [v for v in VARIANTS if v != "reference_cl" or args.reference_channels_last]
+    )
     runners = {
         variant: _Variant(make_config(args.config, args.method, args.device, variant), data)
-        for variant in VARIANTS
-        if variant != "reference_cl" or args.reference_channels_last
+        for variant in variants
     }
     for runner in runners.values():
         for _ in range(args.warmup):
@@ -252,6 +267,10 @@ def run_benchmark(args: argparse.Namespace) -> None:
             f"{name:<12} {runner.images_per_second:9.2f} {runner.median_step:8.3f} "
             f"{100 * runner.batch_share:10.2f} {memory[name]:9.1f}"
         )
+    if args.bbn_batches:
+        cost = runners["per_branch"].median_step / runners["joint"].median_step
+        print(f"per_branch_cost {cost:.2f}")
+        return
     ratio = runners["fused"].images_per_second / runners["reference"].images_per_second
     print(f"speedup {ratio:.2f}")
 
@@ -355,7 +374,14 @@ def main() -> None:
         metavar="N",
         help="CPU only: also print the N aten ops that take longest in one step, per variant",
     )
+    parser.add_argument(
+        "--bbn-batches",
+        action="store_true",
+        help="time BBN's per-branch backbone passes against one joint pass (method hls)",
+    )
     args = parser.parse_args()
+    if args.bbn_batches:
+        args.method = "hls"
     if args.ops and not args.device.startswith("cpu"):
         parser.error(f"--ops times ops on the CPU only, got --device {args.device}")
     if args.depthwise:

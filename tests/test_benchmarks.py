@@ -34,3 +34,11 @@ def test_op_times_on_a_gpu_are_refused_as_a_usage_error():
     done = _run("--device", "cuda", "--ops", "3")
     assert done.returncode == 2
     assert "--ops times ops on the CPU only, got --device cuda" in done.stderr
+
+
+def test_bbn_batches_benchmark_ends_with_the_per_branch_cost_line():
+    done = _run("--bbn-batches", "--steps", "1", "--warmup", "0", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"per_branch_cost \d+\.\d\d", lines[-1]), lines[-1]
+    assert {line.split()[0] for line in lines[-3:-1]} == {"joint", "per_branch"}

@@ -143,3 +143,44 @@ def test_a_trials_parameters_do_not_depend_on_which_worker_ran_it(tmp_path, samp
     by_one_worker = [_suggest(alone), _suggest(alone)]
     by_two_workers = [_suggest(_worker_study(two_url, two)), _suggest(_worker_study(two_url, two))]
     assert by_one_worker == by_two_workers
+
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
+
+@pytest.mark.parametrize("file", ["digits_lt_demo.toml", "cifar10_lt_hls.toml"])
+def test_an_hls_study_queues_the_paper_reading_preset_first_within_its_budget(tmp_path, file):
+    """SPEC §4: the first queued trial carries the preset's parameters; the budget still
+    counts n_trials; the trial a worker claims first runs the preset's schedule."""
+    from hls_tune.engine.schedules import default_schedule
+    from hls_tune.study.space import suggest
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study_file = load_study_file(STUDIES / file)
+    name, _ = create_study(url, study_file)
+    study = optuna.load_study(study_name=name, storage=open_worker_storage(url))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.WAITING] * study_file.study.n_trials
+    first = trials[0].system_attrs["fixed_params"]
+    assert first["backbone_alpha_lr_shape"] == "cosine"
+    assert first["head_alpha_lr_shape"] == "constant"
+    assert first["mix_form"] == "cosine" and first["coupling"] == "mixing"
+    assert "head_alpha_lr_b1" not in first  # a constant head shape uses no breakpoint
+    assert all("fixed_params" not in t.system_attrs for t in trials[1:])
+    assert study.user_attrs["hls_tune:preset"] == "paper_reading"
+
+    trial = study.ask()
+    assert trial.number == 0
+    config, _ = suggest(trial, study_file)
+    assert config.schedule.curves(1.0, 21) == default_schedule("hls").curves(1.0, 21)
+    assert set(study.get_trials()[0].params) == set(first)  # nothing else was sampled
+    suggest(study.ask(), study_file)  # the sampler's own choice from here on
+    assert len(study.get_trials()) == study_file.study.n_trials
+
+
+def test_a_single_shape_study_cannot_express_the_preset_and_queues_blank_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    name, _ = create_study(url, load_study_file(write_study(tmp_path / "s.toml", n_trials=3)))
+    study = optuna.load_study(study_name=name, storage=open_worker_storage(url))
+    assert all("fixed_params" not in t.system_attrs for t in study.get_trials())
+    assert len(study.get_trials()) == 3 and study.user_attrs["hls_tune:preset"] == "none"

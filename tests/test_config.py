@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from hls_tune.engine.schedules import default_schedule
 from hls_tune.engine.settings import SearchConfig
 from hls_tune.errors import ConfigError
 from hls_tune.study.config import config_with, load_study_file, parse_study_text
@@ -31,16 +33,22 @@ def test_every_shipped_study_file_is_valid(path):
     assert study.study.name
     config = study.default_config()
     assert config.alpha_lr > 0
+    if "method" in study.space:
+        return  # a method comparison: each method at its own default schedule
     for name in (
         "alpha_lr",
-        "alpha_lr_shape",
-        "alpha_lr_b1",
-        "alpha_lr_span",
-        "alpha_lr_floor",
+        "backbone_alpha_lr_shape",
+        "backbone_alpha_lr_b1",
+        "backbone_alpha_lr_span",
+        "backbone_alpha_lr_floor",
+        "head_alpha_lr_shape",
+        "head_alpha_lr_mult",
         "coupling",
         "mix_form",
     ):
         assert name in study.space, f"{path.name} does not expose {name}"
+    # `hls-tune search` on a shipped HLS study runs the paper-reading preset
+    assert config.schedule.curves(1.0, 21) == default_schedule("hls").curves(1.0, 21)
 
 
 def test_paper_scale_study_file_matches_the_darts_search_recipe():
@@ -162,3 +170,34 @@ imbalance_ratio = [10, 50]
     assert set(study.sampled()) == {"method", "seed", "data.imbalance_ratio"}
     config = config_with(study.base, {"method": "hls", "seed": 1, "data.imbalance_ratio": 50})
     assert (config.method, config.seed, config.data.imbalance_ratio) == ("hls", 1, 50)
+
+
+def test_in_the_methods_grid_each_method_runs_at_its_own_default_schedule():
+    """bbn_darts is "BBN simply combined with DARTS": BBN's parabolic μ whatever hls uses in
+    the same grid; hls runs the paper-reading preset (symmetric cosine μ)."""
+    study = load_study_file(STUDIES / "methods_grid.toml")
+    bbn = config_with(study.base, {"method": "bbn_darts", "seed": 0})
+    hls = config_with(study.base, {"method": "hls", "seed": 0})
+    assert bbn.schedule.mix_form == "parabolic" and not bbn.schedule.is_symmetric
+    assert hls.schedule == default_schedule("hls") and hls.schedule.is_symmetric
+    # built from a bbn_darts base, an hls trial still gets the preset
+    other = dataclasses.replace(study.base, method="bbn_darts", schedule=None)
+    assert config_with(other, {"method": "hls"}).schedule == default_schedule("hls")
+
+
+def test_the_pc_darts_study_file_has_the_published_search_recipe():
+    config = load_study_file(STUDIES / "cifar10_lt_pc_darts.toml").default_config()
+    assert (config.partial_channels, config.alpha_start_epoch) == (4, 15)
+    assert (config.batch_size, config.weight_lr, config.alpha_lr) == (256, 0.1, 6e-4)
+    assert (config.epochs, config.weight_lr_min) == (50, 0.0)
+
+
+def test_a_levels_breakpoint_without_its_shape_is_refused_naming_both_keys():
+    text = (
+        '[study]\nname = "x"\n[data]\ndataset = "digits"\n[space]\n'
+        'alpha_lr_shape = ["cosine"]\nhead_rebalancing_alpha_lr_b1 = { low = 0.0, high = 1.0 }\n'
+    )
+    with pytest.raises(ConfigError, match=r"space\.head_rebalancing_alpha_lr_b1 has no effect"):
+        parse_study_text(text)
+    # with the preset as the start, the backbone level has a shape: its b1 matters
+    parse_study_text(text.replace('alpha_lr_shape = ["cosine"]\nhead_rebalancing', "backbone"))

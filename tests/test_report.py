@@ -255,3 +255,21 @@ def test_launch_hands_every_worker_the_same_artifact_directory():
     command = _worker_command("sqlite:///s.db", "s", slot, None, None, "/shared/artifacts")
     assert command[command.index("--artifacts") + 1] == "/shared/artifacts"
     assert "--no-artifacts" in _worker_command("sqlite:///s.db", "s", slot, None, None, None)
+
+
+def test_the_schedule_figure_draws_each_groups_own_curve():
+    """Per-group schedules: the preset's backbone curve decays, the heads follow μ and
+    1 − μ; each line is that group's own lr_g(t), and the title names each family's shape."""
+    from hls_tune.engine.settings import SearchConfig
+
+    config = SearchConfig(method="hls", epochs=10)
+    figure = plots.schedule_figure(config, points=11)
+    lr_axes = next(a for a in figure.axes if a.get_ylabel() == "α learning rate")
+    lines = {line.get_label(): line for line in lr_axes.get_lines() if line.get_label()[0] != "_"}
+    ts = [i / 10 for i in range(11)]
+    for group in ("backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing"):
+        expected = [config.schedule.alpha_lrs(config.alpha_lr, t)[group] for t in ts]
+        assert list(lines[group].get_ydata()) == pytest.approx(expected)
+    assert lines["backbone_normal"].get_ydata()[-1] == pytest.approx(0.1 * config.alpha_lr)
+    assert lines["head_rebalancing"].get_ydata()[-1] == pytest.approx(config.alpha_lr)
+    assert "backbone cosine, heads constant" in lr_axes.get_title()

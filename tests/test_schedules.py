@@ -17,10 +17,12 @@ from hls_tune.engine.schedules import (
     MIX_FORMS,
     HLSSchedule,
     alpha_lr_shape,
+    default_schedule,
     group_coupling,
     is_symmetric,
     mixing_ratio,
 )
+from hls_tune.engine.settings import SearchConfig
 from hls_tune.errors import ConfigError
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -428,3 +430,69 @@ def test_curves_sample_every_group_on_an_even_grid() -> None:
 def test_curves_need_at_least_two_points() -> None:
     with pytest.raises(ConfigError, match="points must be an integer >= 2 but got 1"):
         HLSSchedule().curves(1e-3, points=1)
+
+
+# --- per-group shapes and the paper-reading preset --------------------------------------
+
+
+def test_a_shared_decay_gives_the_rebalancing_head_half_the_conventional_heads_alpha_rate():
+    """The issue's figure: the former study defaults (one cosine shape from 0.3 to 0.1 for
+    every group, cosine μ) give the re-balancing head about half the cumulative α rate of
+    the conventional head although μ is symmetric."""
+    tied = HLSSchedule(
+        alpha_lr_shape="cosine", alpha_lr_b1=0.3, alpha_lr_floor=0.1, mix_form="cosine"
+    )
+    rates = tied.cumulative_rates()
+    assert rates["head_conventional"] == pytest.approx(0.456, abs=5e-4)
+    assert rates["head_rebalancing"] == pytest.approx(0.229, abs=5e-4)
+
+
+@pytest.mark.parametrize(
+    "mix", [{"mix_form": "cosine"}, {"mix_form": "linear"}, {"mix_form": "sigmoid"}]
+)
+def test_the_paper_reading_preset_gives_both_heads_equal_cumulative_rates(mix):
+    preset = dataclasses.replace(default_schedule("hls"), **mix)
+    assert preset.is_symmetric
+    rates = preset.cumulative_rates()
+    assert rates["head_conventional"] == pytest.approx(rates["head_rebalancing"], abs=1e-6)
+    # the backbone decays; the heads carry no shared decay (μ and 1 − μ only)
+    assert preset.shape(1.0, "backbone_normal") == pytest.approx(0.1)
+    assert preset.shape(0.0, "backbone_reduce") == 1.0
+    assert {preset.shape(t, "head_rebalancing") for t in (0.0, 0.5, 1.0)} == {1.0}
+    assert preset.alpha_lrs(1.0, 0.25)["head_conventional"] == pytest.approx(
+        preset.mixing_ratio(0.25)
+    )
+
+
+def test_hls_defaults_to_the_preset_and_bbn_darts_to_parabolic_mu():
+    assert SearchConfig(method="hls").schedule == default_schedule("hls")
+    assert default_schedule("hls").backbone_alpha_lr_shape == "cosine"
+    assert SearchConfig(method="bbn_darts").schedule.mix_form == "parabolic"
+
+
+def test_each_group_follows_its_most_specific_level_with_its_multiplier():
+    schedule = HLSSchedule(
+        alpha_lr_shape="step",
+        alpha_lr_b1=0.5,
+        alpha_lr_floor=0.2,
+        head_alpha_lr_shape="linear",
+        head_alpha_lr_b1=0.0,
+        head_alpha_lr_floor=0.0,
+        head_alpha_lr_mult=2.0,
+        head_rebalancing_alpha_lr_shape="constant",
+        head_rebalancing_alpha_lr_mult=1.5,
+        coupling="none",
+    )
+    lrs = schedule.alpha_lrs(1.0, 0.75)
+    assert lrs["backbone_normal"] == lrs["backbone_reduce"] == pytest.approx(0.2)  # shared
+    assert lrs["head_conventional"] == pytest.approx(2.0 * 0.25)  # head family, × 2
+    assert lrs["head_rebalancing"] == pytest.approx(2.0 * 1.5 * 1.0)  # own level, × 2 × 1.5
+
+
+def test_a_level_setting_out_of_range_names_its_key():
+    with pytest.raises(ConfigError, match="head_alpha_lr_b1 must be <= head_alpha_lr_b2"):
+        HLSSchedule(head_alpha_lr_b1=0.9, head_alpha_lr_b2=0.5)
+    with pytest.raises(ConfigError, match="backbone_reduce_alpha_lr_shape must be one of"):
+        HLSSchedule(backbone_reduce_alpha_lr_shape="cosin")
+    with pytest.raises(ConfigError, match="head_alpha_lr_mult must be >= 0"):
+        HLSSchedule(head_alpha_lr_mult=-1.0)

@@ -220,3 +220,25 @@ def test_search_config_round_trips_through_its_dict():
     config = tiny_config(method="darts_reweight", second_order=True)
     assert SearchConfig.from_dict(config.to_dict()) == config
     assert dataclasses.replace(config, device="cuda").fingerprint() == config.fingerprint()
+
+
+@pytest.mark.parametrize("method", ["darts", "hls"])
+def test_alpha_is_frozen_before_alpha_start_epoch_and_moves_from_it(method, data):
+    from hls_tune.engine.search import Search
+
+    config = tiny_config(method=method, epochs=2, alpha_start_epoch=1)
+    search = Search(config, data, torch.device("cpu"))
+    before = [p.detach().clone() for p in search.arch_params]
+    search.train_epoch(0)
+    for start, now in zip(before, search.arch_params, strict=True):
+        torch.testing.assert_close(now.detach(), start, rtol=0, atol=0)
+    search.train_epoch(1)
+    assert any(
+        not torch.equal(now.detach(), start)
+        for start, now in zip(before, search.arch_params, strict=True)
+    )
+
+
+def test_alpha_start_epoch_must_leave_an_epoch_for_alpha():
+    with pytest.raises(ConfigError, match="alpha_start_epoch must be below epochs"):
+        tiny_config(epochs=2, alpha_start_epoch=2)

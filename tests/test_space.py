@@ -9,7 +9,7 @@ import itertools
 import optuna
 import pytest
 
-from hls_tune.engine.schedules import ALPHA_LR_SHAPES, MIX_FORMS
+from hls_tune.engine.schedules import ALPHA_GROUPS, ALPHA_LR_SHAPES, MIX_FORMS
 from hls_tune.study.config import parse_study_text
 from hls_tune.study.space import grid_search_space, suggest
 
@@ -113,3 +113,142 @@ def test_under_the_grid_sampler_every_trial_records_every_entry():
     study.optimize(objective, n_trials=10)  # the grid sampler stops the study after 4
     assert [set(t.params) for t in study.trials] == [every] * 4
     assert sorted(seen) == sorted(itertools.product(["constant", "step"], ["parabolic", "sigmoid"]))
+
+
+# --- per-group α schedules --------------------------------------------------------------
+
+PER_GROUP = """
+[study]
+name = "per-group"
+[data]
+dataset = "digits"
+[engine]
+channels = 4
+layers = 3
+[space]
+alpha_lr_shape = ["constant", "cosine"]
+alpha_lr_b1 = { low = 0.1, high = 0.9 }
+backbone_alpha_lr_shape = {backbone}
+backbone_alpha_lr_b1 = { low = 0.0, high = 0.9 }
+backbone_alpha_lr_span = { low = 0.0, high = 1.0 }
+backbone_alpha_lr_floor = { low = 0.0, high = 0.5 }
+head_alpha_lr_shape = ["constant", "step"]
+head_alpha_lr_b1 = { low = 0.0, high = 0.9 }
+head_alpha_lr_floor = { low = 0.0, high = 0.5 }
+head_alpha_lr_mult = { low = 0.5, high = 2.0 }
+head_rebalancing_alpha_lr_shape = ["constant", "linear"]
+head_rebalancing_alpha_lr_b1 = { low = 0.0, high = 0.9 }
+mix_form = "cosine"
+"""
+
+# Written out here: which parameter each level's shape makes matter.
+LEVEL_PARAMS = {
+    "backbone_": {"constant": set(), "step": {"backbone_alpha_lr_b1", "backbone_alpha_lr_floor"}},
+    "head_": {"constant": set(), "step": {"head_alpha_lr_b1", "head_alpha_lr_floor"}},
+    "head_rebalancing_": {"constant": set(), "linear": {"head_rebalancing_alpha_lr_b1"}},
+}
+
+
+def test_per_group_levels_record_only_the_parameters_their_shapes_use():
+    """Backbone pair and head pair untied, the re-balancing head untied from the
+    conventional one: the shared shape then has no effect (every group follows another
+    level) and is never sampled; each level's breakpoints and floor only where its shape
+    uses them; the multiplier always."""
+    study_file = parse_study_text(PER_GROUP.replace("{backbone}", '["constant", "step"]'))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    combinations = list(
+        itertools.product(["constant", "step"], ["constant", "step"], ["constant", "linear"])
+    )
+    for backbone, head, rebalancing in combinations:
+        study.enqueue_trial(
+            {
+                "backbone_alpha_lr_shape": backbone,
+                "head_alpha_lr_shape": head,
+                "head_rebalancing_alpha_lr_shape": rebalancing,
+            }
+        )
+    for backbone, head, rebalancing in combinations:
+        trial = study.ask()
+        config, _ = suggest(trial, study_file)
+        study.tell(trial, 0.0)
+        recorded = set(study.trials[trial.number].params)
+        expected = (
+            {"backbone_alpha_lr_shape", "head_alpha_lr_shape", "head_alpha_lr_mult"}
+            | {"head_rebalancing_alpha_lr_shape"}
+            | LEVEL_PARAMS["backbone_"][backbone]
+            | LEVEL_PARAMS["head_"][head]
+            | LEVEL_PARAMS["head_rebalancing_"][rebalancing]
+        )
+        assert recorded == expected, (backbone, head, rebalancing)
+        schedule = config.schedule
+        assert [schedule.level(g) for g in ("backbone_normal", "head_conventional")] == [
+            "backbone",
+            "head",
+        ]
+        assert schedule.level("head_rebalancing") == "head_rebalancing"
+
+
+def test_a_shared_shape_that_some_group_still_follows_is_sampled():
+    """Without a backbone key the backbone groups follow the shared shape, so it is
+    sampled, and its b1 where that shape uses it."""
+    text = PER_GROUP.replace("backbone_alpha_lr_shape = {backbone}\n", "")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("backbone_"))
+    study_file = parse_study_text(text)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for shape in ("constant", "cosine"):
+        study.enqueue_trial({"alpha_lr_shape": shape})
+    for shape in ("constant", "cosine"):
+        trial = study.ask()
+        config, _ = suggest(trial, study_file)
+        study.tell(trial, 0.0)
+        recorded = set(study.trials[trial.number].params)
+        assert "alpha_lr_shape" in recorded
+        assert ("alpha_lr_b1" in recorded) == (shape == "cosine")
+        assert config.schedule.level("backbone_reduce") == ""
+
+
+def test_a_single_shape_study_ties_all_four_groups():
+    study_file = parse_study_text(
+        STUDY.format(shapes='["cosine"]', forms='["linear"]').replace("'", '"')
+    )
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    config, _ = suggest(trial, study_file)
+    schedule = config.schedule
+    assert {schedule.level(g) for g in ALPHA_GROUPS} == {""}
+    assert schedule.alpha_lr_shape == "cosine"
+    shapes = {round(schedule.shape(0.8, g), 12) for g in ALPHA_GROUPS}
+    assert len(shapes) == 1 and shapes != {1.0}
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        (  # alpha_lr has no default: the sampler draws it for the preset trial too
+            "alpha_lr = { low = 1e-4, high = 1e-2, log = true }\n"
+            'backbone_alpha_lr_shape = ["cosine", "step"]\n'
+            "backbone_alpha_lr_b1 = { low = 0.0, high = 1.0 }\n"
+            'head_alpha_lr_shape = ["constant", "linear"]\n'
+            'mix_form = ["cosine", "parabolic"]\n',
+            {
+                "backbone_alpha_lr_shape": "cosine",
+                "backbone_alpha_lr_b1": 0.0,
+                "head_alpha_lr_shape": "constant",
+                "mix_form": "cosine",
+            },
+        ),
+        ('mix_form = ["cosine", "parabolic"]\n', {"mix_form": "cosine"}),  # preset start
+        (
+            'backbone_alpha_lr_shape = ["cosine"]\n'
+            "backbone_alpha_lr_b1 = { low = 0.1, high = 1.0 }\n"
+            'head_alpha_lr_shape = ["constant"]\n',
+            None,
+        ),  # b1 = 0 is outside the range
+        ('mix_form = "parabolic"\n', None),  # a fixed asymmetric μ contradicts the preset
+        ('alpha_lr_shape = ["cosine", "constant"]\n', None),  # all groups tied
+    ],
+)
+def test_the_preset_trial_sets_exactly_the_schedule_entries_the_space_samples(space, expected):
+    from hls_tune.study.space import paper_reading_params
+
+    text = '[study]\nname = "p"\n[data]\ndataset = "digits"\n[space]\n' + space
+    assert paper_reading_params(parse_study_text(text)) == expected

@@ -239,3 +239,17 @@ def test_journal_storage_runs_a_study(tmp_path):
     )
     trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_study_create_says_whether_the_paper_reading_trial_is_queued_first(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    demo = Path(__file__).resolve().parent.parent / "studies" / "digits_lt_demo.toml"
+    created = hls_tune("study", "create", str(demo), "--storage", url)
+    assert created.returncode == 0, created.stderr
+    assert "first trial: the paper-reading preset (enqueued)" in created.stdout
+    assert "budget 6 trials" in created.stdout
+    tied = hls_tune("study", "create", str(write_study(tmp_path / "t.toml")), "--storage", url)
+    assert tied.returncode == 0, tied.stderr
+    assert "no paper-reading trial enqueued" in tied.stdout
+    first = _trials(url, "digits-lt-demo")[0]
+    assert first.system_attrs["fixed_params"]["head_alpha_lr_shape"] == "constant"

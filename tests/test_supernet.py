@@ -134,3 +134,37 @@ def test_every_derived_genotype_is_valid_and_names_the_right_cells(kind):
     assert len(genotype.normal) == 8 and len(genotype.reduce) == 8
     assert genotype.is_bbn == (kind is BbnDartsSupernet)
     assert all(op != "none" for op, _ in genotype.normal)
+
+
+def _stem_norm(model: BbnDartsSupernet) -> torch.nn.BatchNorm2d:
+    return next(m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_bbn_runs_one_backbone_pass_per_branch_so_batchnorm_statistics_are_per_branch(fused):
+    """BBN's code: each branch batch normalises with its own batch statistics, so the
+    conventional logits do not depend on the re-balancing batch; the joint pass (option)
+    mixes both batches into one set of statistics."""
+    from hls_tune.engine.nas.fused import FusedBbnDartsSupernet
+
+    kind = FusedBbnDartsSupernet if fused else BbnDartsSupernet
+    torch.manual_seed(1)
+    x_c = torch.randn(6, 3, 8, 8)
+    x_r1, x_r2 = torch.randn(6, 3, 8, 8), 3.0 + 2.0 * torch.randn(6, 3, 8, 8)
+    model = tiny(kind).train()
+    assert model.joint_batch is False  # BBN's behaviour is the default
+    torch.testing.assert_close(model.branch_logits(x_c, x_r1)[0], model.branch_logits(x_c, x_r2)[0])
+
+    joint = tiny(kind, joint_batch=True).train()
+    assert not torch.allclose(joint.branch_logits(x_c, x_r1)[0], joint.branch_logits(x_c, x_r2)[0])
+
+    # Running statistics: per branch, the stem's running mean takes two updates (one per
+    # branch batch), jointly one update with the union's mean.
+    per_branch, together = tiny(kind).train(), tiny(kind, joint_batch=True).train()
+    per_branch.branch_logits(x_c, x_r2)
+    together.branch_logits(x_c, x_r2)
+    assert int(_stem_norm(per_branch).num_batches_tracked) == 2
+    assert int(_stem_norm(together).num_batches_tracked) == 1
+    assert not torch.allclose(
+        _stem_norm(per_branch).running_mean, _stem_norm(together).running_mean
+    )

@@ -467,13 +467,33 @@ def schedule_figure(
     lr_axes.set_xlim(0, config.epochs)
     lr_axes.grid(alpha=0.3)
     lr_axes.legend(fontsize=8)
-    shape = config.schedule.alpha_lr_shape if config.method == "hls" else "constant"
     lr_axes.set_title(
-        f"{config.method}: α-LR shape {shape}, coupling {config.schedule.coupling}, "
-        f"lr_α {config.alpha_lr:.3g}",
+        f"{config.method}: {_shapes_title(config, groups)}, lr_α {config.alpha_lr:.3g}",
         fontsize=10,
     )
     return figure
+
+
+def _shapes_title(config: SearchConfig, groups: Sequence[str]) -> str:
+    """Each group's α-LR shape (a family named once when its groups agree), the coupling."""
+    if config.method != "hls":
+        return "one constant α-LR for every group"
+    schedule = config.schedule
+    shapes = {}
+    for g in groups:
+        level = schedule.level(g)
+        shapes[g] = getattr(schedule, f"{level}_alpha_lr_shape" if level else "alpha_lr_shape")
+    parts = []
+    for family, members in (
+        ("backbone", ("backbone_normal", "backbone_reduce")),
+        ("heads", ("head_conventional", "head_rebalancing")),
+    ):
+        present = [g for g in members if g in shapes]
+        if present and len({shapes[g] for g in present}) == 1:
+            parts.append(f"{family} {shapes[present[0]]}")
+        else:
+            parts.extend(f"{g} {shapes[g]}" for g in present)
+    return f"{', '.join(parts)}; coupling {schedule.coupling}"
 
 
 def _groups_of(config: SearchConfig) -> tuple[str, ...]:

@@ -20,12 +20,17 @@ __all__ = [
     "ALPHA_GROUPS",
     "ALPHA_LR_SHAPES",
     "COUPLINGS",
+    "FAMILIES",
+    "GROUP_LEVELS",
     "MIX_FORMS",
+    "PAPER_READING",
     "HLSSchedule",
     "alpha_lr_shape",
+    "default_schedule",
     "group_coupling",
     "is_symmetric",
     "mixing_ratio",
+    "schedule_level",
 ]
 
 MIX_FORMS = (
@@ -39,6 +44,16 @@ MIX_FORMS = (
 )
 ALPHA_LR_SHAPES = ("constant", "step", "linear", "cosine", "exponential", "warmup_hold_decay")
 ALPHA_GROUPS = ("backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing")
+# The two families that tie groups: the backbone pair and the head pair.
+FAMILIES = {
+    "backbone_normal": "backbone",
+    "backbone_reduce": "backbone",
+    "head_conventional": "head",
+    "head_rebalancing": "head",
+}
+# Levels that can carry their own α-LR shape (prefix of `<level>_alpha_lr_shape` etc.),
+# the families first; the shared level has no prefix (`alpha_lr_shape`).
+GROUP_LEVELS = ("backbone", "head", *ALPHA_GROUPS)
 COUPLINGS = ("mixing", "none", "backbone_max")
 
 
@@ -71,14 +86,20 @@ def _check_unit(key: str, value: object) -> float:
     return number
 
 
-def _check_breakpoints(b1: object, b2: object) -> tuple[float, float]:
-    first = _check_unit("alpha_lr_b1", b1)
-    second = _check_unit("alpha_lr_b2", b2)
+def _check_breakpoints(b1: object, b2: object, prefix: str = "") -> tuple[float, float]:
+    k1, k2 = f"{prefix}alpha_lr_b1", f"{prefix}alpha_lr_b2"
+    first = _check_unit(k1, b1)
+    second = _check_unit(k2, b2)
     if first > second:
-        raise ConfigError(
-            f"alpha_lr_b1 must be <= alpha_lr_b2 but got alpha_lr_b1={b1!r}, alpha_lr_b2={b2!r}."
-        )
+        raise ConfigError(f"{k1} must be <= {k2} but got {k1}={b1!r}, {k2}={b2!r}.")
     return first, second
+
+
+def _check_multiplier(key: str, value: object) -> float:
+    number = _check_number(key, value)
+    if not (number >= 0.0 and math.isfinite(number)):
+        raise ConfigError(f"{key} must be >= 0 and finite but got {value!r}.")
+    return number
 
 
 def _check_steepness(value: object) -> float:
@@ -314,12 +335,21 @@ def group_coupling(coupling: str, group: str, mu: float) -> float:
 
 @dataclass(frozen=True)
 class HLSSchedule:
-    """Heterogeneous α learning rates: lr_g(t) = lr_α · shape(t) · coupling_g(μ(t)).
+    """Heterogeneous α learning rates:
+    lr_g(t) = lr_α · m_g · shape_g(t) · coupling_g(μ(t)) for each α group g.
 
     Field names match the study keys; every field is validated at construction.
 
+    Each group's shape (with its breakpoints and floor) comes from the most specific level
+    that sets a shape: the group's own ``<group>_alpha_lr_shape``, else its family's
+    (``backbone_alpha_lr_shape`` for the two backbone groups, ``head_alpha_lr_shape`` for
+    the two heads), else the shared ``alpha_lr_shape``. A level without a shape (None) is
+    tied to the next one, and its breakpoints and floor have no effect; with every level
+    unset all four groups share one shape (the single-shape schedule). The multiplier is
+    m_g = ``<family>_alpha_lr_mult`` · ``<group>_alpha_lr_mult``.
+
     Args:
-        alpha_lr_shape: one of ``ALPHA_LR_SHAPES``.
+        alpha_lr_shape: the shared shape, one of ``ALPHA_LR_SHAPES``.
         alpha_lr_b1: first breakpoint of the shape, fraction of the epoch budget.
         alpha_lr_b2: second breakpoint, ``alpha_lr_b1`` ≤ ``alpha_lr_b2`` ≤ 1.
         alpha_lr_floor: the value the decaying shapes reach, in [0, 1].
@@ -328,6 +358,9 @@ class HLSSchedule:
         mix_steepness: k of the ``sigmoid`` form.
         mix_constant: c of the ``constant`` form.
         mix_switch: switch point of the ``step`` form.
+        <level>_alpha_lr_shape, _b1, _b2, _floor: the same for each level in
+            ``GROUP_LEVELS`` (shape None: tied to the next level).
+        <level>_alpha_lr_mult: base-rate multiplier of the level, >= 0.
 
     Example:
         >>> schedule = HLSSchedule(mix_form="linear")
@@ -344,11 +377,52 @@ class HLSSchedule:
     mix_steepness: float = 10.0
     mix_constant: float = 0.5
     mix_switch: float = 0.5
+    backbone_alpha_lr_shape: str | None = None
+    backbone_alpha_lr_b1: float = 0.5
+    backbone_alpha_lr_b2: float = 1.0
+    backbone_alpha_lr_floor: float = 0.1
+    backbone_alpha_lr_mult: float = 1.0
+    head_alpha_lr_shape: str | None = None
+    head_alpha_lr_b1: float = 0.5
+    head_alpha_lr_b2: float = 1.0
+    head_alpha_lr_floor: float = 0.1
+    head_alpha_lr_mult: float = 1.0
+    backbone_normal_alpha_lr_shape: str | None = None
+    backbone_normal_alpha_lr_b1: float = 0.5
+    backbone_normal_alpha_lr_b2: float = 1.0
+    backbone_normal_alpha_lr_floor: float = 0.1
+    backbone_normal_alpha_lr_mult: float = 1.0
+    backbone_reduce_alpha_lr_shape: str | None = None
+    backbone_reduce_alpha_lr_b1: float = 0.5
+    backbone_reduce_alpha_lr_b2: float = 1.0
+    backbone_reduce_alpha_lr_floor: float = 0.1
+    backbone_reduce_alpha_lr_mult: float = 1.0
+    head_conventional_alpha_lr_shape: str | None = None
+    head_conventional_alpha_lr_b1: float = 0.5
+    head_conventional_alpha_lr_b2: float = 1.0
+    head_conventional_alpha_lr_floor: float = 0.1
+    head_conventional_alpha_lr_mult: float = 1.0
+    head_rebalancing_alpha_lr_shape: str | None = None
+    head_rebalancing_alpha_lr_b1: float = 0.5
+    head_rebalancing_alpha_lr_b2: float = 1.0
+    head_rebalancing_alpha_lr_floor: float = 0.1
+    head_rebalancing_alpha_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("alpha_lr_shape", self.alpha_lr_shape, ALPHA_LR_SHAPES)
         _check_breakpoints(self.alpha_lr_b1, self.alpha_lr_b2)
         _check_unit("alpha_lr_floor", self.alpha_lr_floor)
+        for level in GROUP_LEVELS:
+            shape = getattr(self, f"{level}_alpha_lr_shape")
+            if shape is not None:
+                _check_choice(f"{level}_alpha_lr_shape", shape, ALPHA_LR_SHAPES)
+            _check_breakpoints(
+                getattr(self, f"{level}_alpha_lr_b1"),
+                getattr(self, f"{level}_alpha_lr_b2"),
+                prefix=f"{level}_",
+            )
+            _check_unit(f"{level}_alpha_lr_floor", getattr(self, f"{level}_alpha_lr_floor"))
+            _check_multiplier(f"{level}_alpha_lr_mult", getattr(self, f"{level}_alpha_lr_mult"))
         _check_choice("coupling", self.coupling, COUPLINGS)
         _check_mix_params(self.mix_form, self.mix_steepness, self.mix_constant, self.mix_switch)
 
@@ -376,19 +450,35 @@ class HLSSchedule:
             switch=self.mix_switch,
         )
 
-    def shape(self, t: float) -> float:
-        """The α learning-rate multiplier shape(t), before coupling.
+    def level(self, group: str) -> str:
+        """The level whose shape ``group`` follows: the group, its family, or "" (shared)."""
+        group = _check_choice("alpha group", group, ALPHA_GROUPS)
+        for level in (group, FAMILIES[group]):
+            if getattr(self, f"{level}_alpha_lr_shape") is not None:
+                return level
+        return ""
+
+    def shape(self, t: float, group: str | None = None) -> float:
+        """The α learning-rate multiplier shape_g(t), before multiplier and coupling.
 
         Args:
             t: training progress in [0, 1].
+            group: the α group (None: the shared shape).
         """
+        prefix = "" if group is None else schedule_level(self, group)
         return alpha_lr_shape(
-            self.alpha_lr_shape,
+            getattr(self, f"{prefix}alpha_lr_shape"),
             t,
-            b1=self.alpha_lr_b1,
-            b2=self.alpha_lr_b2,
-            floor=self.alpha_lr_floor,
+            b1=getattr(self, f"{prefix}alpha_lr_b1"),
+            b2=getattr(self, f"{prefix}alpha_lr_b2"),
+            floor=getattr(self, f"{prefix}alpha_lr_floor"),
         )
+
+    def multiplier(self, group: str) -> float:
+        """m_g: the family's multiplier times the group's own."""
+        group = _check_choice("alpha group", group, ALPHA_GROUPS)
+        family = FAMILIES[group]
+        return getattr(self, f"{family}_alpha_lr_mult") * getattr(self, f"{group}_alpha_lr_mult")
 
     def alpha_lrs(
         self, alpha_lr: float, t: float, groups: Sequence[str] = ALPHA_GROUPS
@@ -401,14 +491,31 @@ class HLSSchedule:
             groups: the α groups present (a plain DARTS supernet has only the backbone ones).
 
         Returns:
-            ``{group: lr_α · shape(t) · coupling_group(μ(t))}`` in the order of ``groups``.
+            ``{group: lr_α · m_g · shape_g(t) · coupling_g(μ(t))}`` in the order of
+            ``groups``.
         """
         base = _check_number("alpha_lr", alpha_lr)
         if not (base >= 0.0 and math.isfinite(base)):
             raise ConfigError(f"alpha_lr must be >= 0 and finite but got {alpha_lr!r}.")
         mu = self.mixing_ratio(t)
-        scaled = base * self.shape(t)
-        return {group: scaled * group_coupling(self.coupling, group, mu) for group in groups}
+        return {
+            group: base
+            * self.multiplier(group)
+            * self.shape(t, group)
+            * group_coupling(self.coupling, group, mu)
+            for group in groups
+        }
+
+    def cumulative_rates(self, points: int = 2001) -> dict[str, float]:
+        """Each group's mean relative α rate over the run, ∫₀¹ lr_g(t)/lr_α dt
+        (trapezoid rule on ``points`` samples): how far each group's α may move in total.
+        """
+        curves = self.curves(1.0, points)
+        step = 1.0 / (points - 1)
+        return {
+            group: step * (sum(curves[group]) - 0.5 * (curves[group][0] + curves[group][-1]))
+            for group in ALPHA_GROUPS
+        }
 
     def curves(self, alpha_lr: float, points: int = 101) -> dict[str, list[float]]:
         """The schedule sampled on an even grid of progress values, for plots.
@@ -430,6 +537,40 @@ class HLSSchedule:
             for group, lr in self.alpha_lrs(alpha_lr, t).items():
                 result[group].append(lr)
         return result
+
+
+def schedule_level(schedule: HLSSchedule, group: str) -> str:
+    """The key prefix of the level whose shape ``group`` follows ("" for the shared one):
+    ``"head_conventional_"``, ``"head_"`` or ``""`` for the conventional head."""
+    level = schedule.level(group)
+    return f"{level}_" if level else ""
+
+
+# The paper's reading (SPEC §4, our reading of the abstract and figure captions): the backbone
+# groups' α rate decays with the epoch (cosine from the start to 0.1), each head follows only
+# its branch weight (conventional × μ, re-balancing × (1 − μ), no shared decay), and μ is
+# symmetric (cosine), so both heads get the same cumulative α rate.
+PAPER_READING: dict[str, object] = {
+    "backbone_alpha_lr_shape": "cosine",
+    "backbone_alpha_lr_b1": 0.0,
+    "backbone_alpha_lr_b2": 1.0,
+    "backbone_alpha_lr_floor": 0.1,
+    "head_alpha_lr_shape": "constant",
+    "coupling": "mixing",
+    "mix_form": "cosine",
+}
+
+
+def default_schedule(method: str) -> HLSSchedule:
+    """The schedule a method gets when none is given (SPEC §4, §6).
+
+    ``hls``: the paper-reading preset ``PAPER_READING``; ``bbn_darts`` ("BBN simply combined
+    with DARTS"): BBN's parabolic μ with one α learning rate (``HLSSchedule()``); the plain
+    methods ignore the schedule and get ``HLSSchedule()`` as well.
+    """
+    if method == "hls":
+        return HLSSchedule(**PAPER_READING)  # type: ignore[arg-type]
+    return HLSSchedule()
 
 
 def alpha_learning_rates(

@@ -53,7 +53,7 @@ def build_supernet(config: SearchConfig, in_channels: int, num_classes: int) -> 
     )
     if config.is_bbn:
         bbn = FusedBbnDartsSupernet if config.fused else BbnDartsSupernet
-        return bbn(**common, head_cells=config.head_cells)
+        return bbn(**common, head_cells=config.head_cells, joint_batch=config.bbn_joint_batch)
     return (FusedDartsSupernet if config.fused else DartsSupernet)(**common)
 
 
@@ -330,7 +330,8 @@ class Search:
             if self.should_stop is not None and self.should_stop():
                 raise SearchInterrupted(epoch, step)
             weight_batch = self.weight_batches.next()
-            self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
+            if epoch >= config.alpha_start_epoch:  # α warm-up: α frozen before that epoch
+                self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
             losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
             if self.on_step is not None:
                 self.on_step(epoch, step + 1, steps, config.batch_size)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hls_tune.engine.schedules import HLSSchedule
+from hls_tune.engine.schedules import HLSSchedule, default_schedule
 from hls_tune.errors import ConfigError
 
 METHODS = ("darts", "darts_resample", "darts_reweight", "bbn_darts", "hls", "adapt_head")
@@ -147,9 +147,11 @@ class SearchConfig:
     Args:
         method: darts, darts_resample, darts_reweight, bbn_darts, hls or adapt_head (SPEC §6).
         data: the data settings.
-        schedule: the HLS schedule (α-LR shape, breakpoints, floor, coupling, μ form).
-            `hls` uses all of it; `bbn_darts` only its mixing form (one constant α learning
-            rate for every group); the plain methods ignore it.
+        schedule: the HLS schedule (per-group α-LR shapes, breakpoints, floors,
+            multipliers, coupling, μ form). `hls` uses all of it; `bbn_darts` only its mixing
+            form (one constant α learning rate for every group); the plain methods ignore it.
+            None (the default): the method's own default (`default_schedule`): the
+            paper-reading preset for `hls`, BBN's parabolic μ for `bbn_darts`.
         alpha_lr: base learning rate of the architecture parameters (Adam).
         channels: C, channels of the first cell.
         layers: L, number of backbone cells (reduction cells at L//3 and 2L//3).
@@ -160,6 +162,12 @@ class SearchConfig:
         batch_size: images per step and per branch.
         weight_lr: initial SGD learning rate of the weights (cosine to weight_lr_min).
         second_order: use the unrolled (second-order) α gradient.
+        alpha_start_epoch: α warm-up: α is frozen (no α step) in the epochs before this one,
+            for every method (PC-DARTS starts α at epoch 15); 0 updates α from the start.
+        bbn_joint_batch: BBN methods only: push both branches' batches through the shared
+            backbone in one concatenated pass (BatchNorm statistics of the union; faster).
+            False (BBN's own behaviour): one backbone pass per branch batch, so BatchNorm
+            batch statistics are per branch.
         reweight: class weights of darts_reweight's loss and of adapt_head's head retraining:
             inverse frequency or effective number.
         reweight_beta: β of the effective number (1 − β)/(1 − β^n).
@@ -191,7 +199,7 @@ class SearchConfig:
 
     method: str = "hls"
     data: DataConfig = field(default_factory=DataConfig)
-    schedule: HLSSchedule = field(default_factory=HLSSchedule)
+    schedule: HLSSchedule | None = None
     alpha_lr: float = 3e-4
     channels: int = 16
     layers: int = 8
@@ -208,6 +216,8 @@ class SearchConfig:
     alpha_betas: tuple[float, float] = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
     second_order: bool = False
+    alpha_start_epoch: int = 0
+    bbn_joint_batch: bool = False
     reweight: str = "inverse"
     reweight_beta: float = 0.9999
     source_dataset: str = "balanced"
@@ -228,8 +238,10 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
+        if self.schedule is None:
+            object.__setattr__(self, "schedule", default_schedule(self.method))
         check_choice("amp", self.amp, AMP_MODES)
-        for key in ("fused", "channels_last", "compile"):
+        for key in ("fused", "channels_last", "compile", "bbn_joint_batch"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be a boolean but got {getattr(self, key)!r}.")
         check_choice("reweight", self.reweight, REWEIGHTS)
@@ -237,6 +249,12 @@ class SearchConfig:
         check_range("head_epochs", self.head_epochs, 1)
         check_choice("adapt_mode", self.adapt_mode, ADAPT_MODES)
         check_range("adapt_alpha_epochs", self.adapt_alpha_epochs, 0)
+        check_range("alpha_start_epoch", self.alpha_start_epoch, 0)
+        if self.alpha_start_epoch >= self.epochs:
+            raise ConfigError(
+                f"alpha_start_epoch must be below epochs ({self.epochs}) but got "
+                f"{self.alpha_start_epoch!r}."
+            )
         if self.source_dataset not in ("balanced", "digits") and not (
             self.source_root or self.data.root
         ):
@@ -298,7 +316,9 @@ class SearchConfig:
         """Builds a config from `to_dict` output (unknown keys are an error)."""
         values = dict(values)
         data = build_dataclass(DataConfig, values.pop("data", {}), prefix="data.")
-        schedule = build_dataclass(HLSSchedule, values.pop("schedule", {}), prefix="")
+        schedule = values.pop("schedule", None)
+        if schedule is not None:
+            schedule = build_dataclass(HLSSchedule, schedule, prefix="")
         return build_dataclass(cls, values | {"data": data, "schedule": schedule}, prefix="")
 
     def fingerprint(self) -> str:
@@ -336,6 +356,8 @@ def check_type(key: str, value: Any, annotation: Any) -> None:
     """
     if dataclasses.is_dataclass(annotation):
         return
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return  # a nested settings dataclass (`X | None`) validates its own fields
     options = (
         typing.get_args(annotation)
         if typing.get_origin(annotation)

@@ -8,12 +8,19 @@ A study file has four tables:
 - ``[engine]`` fixed engine settings (`hls_tune.engine.settings.SearchConfig` fields);
 - ``[space]`` the search space: each key is a fixed value, a list of choices, or a range
   table ``{ low, high, log?, step?, default? }`` (``{ choices = [...], default? }`` also
-  works). Keys are engine keys, the HLS schedule keys, ``alpha_lr_span`` and, under
+  works). Keys are engine keys, the HLS schedule keys, the span keys and, under
   ``[space.data]``, data keys. A key is set in one table only.
 
-The second breakpoint is sampled as ``alpha_lr_span`` ∈ [0, 1] with
-``alpha_lr_b2 = alpha_lr_b1 + alpha_lr_span · (1 − alpha_lr_b1)``, so no sampled trial
-has b2 < b1.
+The second breakpoint of each level is sampled as its span ∈ [0, 1]
+(``alpha_lr_span``, ``backbone_alpha_lr_span``, ``head_conventional_alpha_lr_span``, ...)
+with ``<p>alpha_lr_b2 = <p>alpha_lr_b1 + <p>alpha_lr_span · (1 − <p>alpha_lr_b1)``, so no
+sampled trial has b2 < b1.
+
+Per-group α schedules (SPEC §4): a level's shape key (``backbone_alpha_lr_shape``,
+``head_alpha_lr_shape``, ``<group>_alpha_lr_shape``) unties its groups from the shared
+``alpha_lr_shape``; a study file that names no level key ties all four groups to the shared
+shape, as single-shape study files always did. A study file whose space names no α-LR shape
+key at all starts from its method's default schedule (the paper-reading preset for ``hls``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hls_tune.engine.schedules import HLSSchedule
+from hls_tune.engine.schedules import GROUP_LEVELS, HLSSchedule, default_schedule
 from hls_tune.engine.settings import (
     DataConfig,
     SearchConfig,
@@ -61,12 +68,19 @@ ENGINE_KEYS = tuple(
 )
 DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
 SPAN_KEY = "alpha_lr_span"
-SPACE_KEYS = (*ENGINE_KEYS, *(k for k in SCHEDULE_KEYS if k != "alpha_lr_b2"), SPAN_KEY)
+# Key prefix of each level that can carry an α-LR shape: "" is the shared level.
+LEVEL_PREFIXES = ("", *(f"{level}_" for level in GROUP_LEVELS))
+SPAN_KEYS = tuple(f"{p}{SPAN_KEY}" for p in LEVEL_PREFIXES)
+SHAPE_KEYS = tuple(f"{p}alpha_lr_shape" for p in LEVEL_PREFIXES)
+_B2_KEYS = tuple(f"{p}alpha_lr_b2" for p in LEVEL_PREFIXES)
+SPACE_KEYS = (*ENGINE_KEYS, *(k for k in SCHEDULE_KEYS if k not in _B2_KEYS), *SPAN_KEYS)
 _TYPES = typing.get_type_hints(SearchConfig) | typing.get_type_hints(HLSSchedule)
-_TYPES |= {SPAN_KEY: float} | {f"data.{k}": v for k, v in typing.get_type_hints(DataConfig).items()}
+_TYPES |= dict.fromkeys(SPAN_KEYS, float)
+_TYPES |= {f"data.{k}": v for k, v in typing.get_type_hints(DataConfig).items()}
 
 # Which schedule parameters matter for which value of the parameter that selects them;
-# a conditional parameter is only sampled when it matters.
+# a conditional parameter is only sampled when it matters. SHAPE_USES names the shared
+# level's keys; a level's own keys carry its prefix (see `shape_uses`).
 SHAPE_USES = {
     "constant": (),
     "step": ("alpha_lr_b1", "alpha_lr_floor"),
@@ -74,6 +88,10 @@ SHAPE_USES = {
     "cosine": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
     "exponential": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
     "warmup_hold_decay": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
+}
+# The keys whose effect depends on the shape of their level, by level prefix.
+SHAPE_PARAMS = {
+    p: (f"{p}alpha_lr_b1", f"{p}{SPAN_KEY}", f"{p}alpha_lr_floor") for p in LEVEL_PREFIXES
 }
 MIX_USES = {"sigmoid": ("mix_steepness",), "constant": ("mix_constant",), "step": ("mix_switch",)}
 
@@ -162,19 +180,49 @@ class StudyFile:
         return {n: s for n, s in self.space.items() if not s.is_fixed}
 
 
+def shape_uses(prefix: str, shape: str) -> tuple[str, ...]:
+    """The keys of level `prefix` ("" shared, "backbone_", ...) that shape `shape` uses."""
+    return tuple(f"{prefix}{name}" for name in SHAPE_USES[shape])
+
+
+def schedule_start(base: SearchConfig, method: str, names: Any) -> HLSSchedule:
+    """The schedule a trial's values are applied to.
+
+    When `names` (the keys a trial sets) include an α-LR shape key at any level, the study
+    file describes the schedule's tying itself: start from ``HLSSchedule()`` (all groups
+    tied). Otherwise start from the method's default (`default_schedule`: the paper-reading
+    preset for ``hls``, BBN's parabolic μ for ``bbn_darts``), or `base`'s own schedule when
+    the method is `base`'s.
+    """
+    if any(name in SHAPE_KEYS for name in names):
+        return HLSSchedule()
+    if method == base.method:
+        assert base.schedule is not None
+        return base.schedule
+    return default_schedule(method)
+
+
 def config_with(base: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
-    """A copy of `base` with engine, schedule (`alpha_lr_span` → b2) and `data.` keys set."""
+    """A copy of `base` with engine, schedule (each span → its b2) and `data.` keys set.
+
+    The schedule starts from `schedule_start`, so a trial of another method than `base`'s
+    gets that method's default schedule (hls: the paper-reading preset; bbn_darts: BBN's
+    parabolic μ) under the values it sets.
+    """
     engine = {k: v for k, v in values.items() if k in ENGINE_KEYS}
     data = {k[5:]: v for k, v in values.items() if k.startswith("data.")}
     schedule = {k: v for k, v in values.items() if k in SCHEDULE_KEYS}
-    if SPAN_KEY in values:
-        b1 = schedule.get("alpha_lr_b1", base.schedule.alpha_lr_b1)
-        schedule["alpha_lr_b2"] = b1 + values[SPAN_KEY] * (1.0 - b1)
+    start = schedule_start(base, values.get("method", base.method), values)
+    for prefix in LEVEL_PREFIXES:
+        span = f"{prefix}{SPAN_KEY}"
+        if span in values:
+            b1 = schedule.get(f"{prefix}alpha_lr_b1", getattr(start, f"{prefix}alpha_lr_b1"))
+            schedule[f"{prefix}alpha_lr_b2"] = b1 + values[span] * (1.0 - b1)
     return dataclasses.replace(
         base,
         **engine,
         data=dataclasses.replace(base.data, **data),
-        schedule=dataclasses.replace(base.schedule, **schedule),
+        schedule=dataclasses.replace(start, **schedule),
     )
 
 
@@ -197,7 +245,7 @@ def _reject_unknown(values: Mapping[str, Any], allowed: tuple[str, ...], where: 
 def _check_value(name: str, value: Any) -> None:
     """Validates one space value by building a config that holds it."""
     check_type(name, value, _TYPES[name])
-    if name == SPAN_KEY:
+    if name in SPAN_KEYS:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1] but got {value!r}.")
         return
@@ -207,7 +255,7 @@ def _check_value(name: str, value: Any) -> None:
         message = str(exc)
         if name.startswith("data.") and "data.root is required" in message:
             return  # dataset choices are checked against root when the full config is built
-        if name == "alpha_lr_b1" and "alpha_lr_b2" in message:
+        if name.endswith("alpha_lr_b1") and "alpha_lr_b2" in message:
             return  # b2 is derived from the span, so every b1 in [0, 1] is valid
         raise
 
@@ -342,6 +390,7 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
     study_file.default_config()  # the fixed values must combine into a valid config
+    _check_levels(study_file)
     if study.sampler.type == "grid":
         for spec in study_file.sampled().values():
             if spec.kind != "choice":
@@ -350,6 +399,22 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
                     f"not a range (low={spec.low!r}, high={spec.high!r})."
                 )
     return study_file
+
+
+def _check_levels(study_file: StudyFile) -> None:
+    """A level's breakpoints and floor without a shape at that level can have no effect."""
+    names = set(study_file.space)
+    start = schedule_start(study_file.base, study_file.base.method, names)
+    for prefix in LEVEL_PREFIXES[1:]:
+        shape = f"{prefix}alpha_lr_shape"
+        if shape in names or getattr(start, shape) is not None:
+            continue
+        for name in SHAPE_PARAMS[prefix]:
+            if name in names:
+                raise ConfigError(
+                    f"space.{name} has no effect without {shape} (the level is tied to the "
+                    f"next one); add {shape} or remove {name}."
+                )
 
 
 def load_study_file(path: str | Path) -> StudyFile:

@@ -29,6 +29,7 @@ from hls_tune.study.artifacts import (
     artifacts_dir,
     open_artifact_store,
 )
+from hls_tune.study.config import SHAPE_KEYS, SHAPE_PARAMS
 from hls_tune.study.study import (
     foreign_note,
     own_trials,
@@ -38,8 +39,11 @@ from hls_tune.study.study import (
 )
 from hls_tune.study.trial_artifacts import format_value, genotype_cells
 
-HLS_PARAMS = ("alpha_lr_b1", "alpha_lr_span", "alpha_lr_floor")
+# Every level's breakpoints and floor (shared first, then backbone_, head_, <group>_).
+HLS_PARAMS = tuple(name for names in SHAPE_PARAMS.values() for name in names)
 CATEGORICAL_PARAMS = ("mix_form", "alpha_lr_shape")
+# The per-level shapes get a figure only when some trial sampled them.
+LEVEL_SHAPE_PARAMS = tuple(k for k in SHAPE_KEYS if k != "alpha_lr_shape")
 
 __all__ = [
     "ARTIFACTS_ENV",
@@ -224,13 +228,20 @@ def _categorical_figure(study: optuna.Study, complete: Sequence[FrozenTrial], na
     return figure
 
 
+def _level_of(name: str) -> str:
+    """The level prefix of a breakpoint or floor key ("" for the shared level)."""
+    return next(prefix for prefix, names in SHAPE_PARAMS.items() if name in names)
+
+
 def _breakpoints_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> Any:
     present = [n for n in HLS_PARAMS if any(n in t.params for t in complete)]
     title = "objective vs α-LR breakpoints"
     if not present:
         return _message_figure("no complete trial sampled alpha_lr_b1, _span or _floor", title)
     figure = plots.new_figure(3.4 * len(present) + 0.6, 3.4)
-    shapes = sorted({str(_trial_value(t, "alpha_lr_shape")) for t in complete})
+    # Each level's breakpoints are coloured by that level's own shape.
+    level_shape = {n: _level_of(n) + "alpha_lr_shape" for n in present}
+    shapes = sorted({str(_trial_value(t, level_shape[n])) for t in complete for n in present})
     colors = {s: f"C{i % 10}" for i, s in enumerate(shapes)}
     for k, name in enumerate(present):
         axes = figure.add_subplot(1, len(present), k + 1)
@@ -238,7 +249,7 @@ def _breakpoints_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) ->
             chosen = [
                 t
                 for t in complete
-                if name in t.params and str(_trial_value(t, "alpha_lr_shape")) == shape
+                if name in t.params and str(_trial_value(t, level_shape[name])) == shape
             ]
             axes.plot(
                 [t.params[name] for t in chosen],
@@ -305,7 +316,8 @@ def study_figures(
             "optuna.importance.get_param_importances over the complete trials.",
         ),
     ]
-    for name in CATEGORICAL_PARAMS:
+    sampled_levels = [n for n in LEVEL_SHAPE_PARAMS if any(n in t.params for t in complete)]
+    for name in (*CATEGORICAL_PARAMS, *sampled_levels):
         figures.append(
             ReportFigure(
                 plots.save_figure(
@@ -321,7 +333,8 @@ def study_figures(
                 _breakpoints_figure(study, complete), out / "objective_vs_breakpoints.png"
             ),
             "Objective vs breakpoints and floor",
-            "alpha_lr_b1, alpha_lr_span and alpha_lr_floor, where the shape samples them.",
+            "Each level's alpha_lr_b1, alpha_lr_span and alpha_lr_floor (alpha_lr_*, "
+            "backbone_alpha_lr_*, head_alpha_lr_*, ...), where its shape samples them.",
         )
     )
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 import optuna
 
+from hls_tune.engine.schedules import ALPHA_GROUPS, FAMILIES, PAPER_READING, default_schedule
 from hls_tune.engine.settings import SearchConfig
-from hls_tune.study.config import MIX_USES, SHAPE_USES, ParamSpec, StudyFile, config_with
+from hls_tune.study.config import (
+    LEVEL_PREFIXES,
+    MIX_USES,
+    SCHEDULE_KEYS,
+    SHAPE_KEYS,
+    SHAPE_PARAMS,
+    SPAN_KEY,
+    SPAN_KEYS,
+    ParamSpec,
+    StudyFile,
+    config_with,
+    schedule_start,
+    shape_uses,
+)
 
-# Parameters sampled only when the value of their selector uses them.
-_SELECTORS = {"alpha_lr_shape": SHAPE_USES, "mix_form": MIX_USES}
-_CONDITIONAL = {
-    name: selector
-    for selector, uses in _SELECTORS.items()
-    for names in uses.values()
-    for name in names
-}
+_MIX_PARAMS = {name for names in MIX_USES.values() for name in names}
+_LEVEL_PARAMS = {name: prefix for prefix, names in SHAPE_PARAMS.items() for name in names}
+_SHAPE_LEVELS = {f"{prefix}alpha_lr_shape": prefix for prefix in LEVEL_PREFIXES}
+SCHEDULE_NAMES = frozenset(SCHEDULE_KEYS) | frozenset(SPAN_KEYS)
 
 
 def _suggest_one(trial: optuna.Trial, spec: ParamSpec) -> Any:
@@ -31,33 +42,170 @@ def _suggest_one(trial: optuna.Trial, spec: ParamSpec) -> Any:
     )
 
 
-def suggest(trial: optuna.Trial, study_file: StudyFile) -> tuple[SearchConfig, dict[str, Any]]:
-    """Samples every non-fixed space entry and builds the trial's engine config.
+def levels_in_effect(names: Collection[str], method: str, base: SearchConfig) -> set[str]:
+    """The level prefixes whose shape some α group follows, given the keys a study names.
 
-    Conditional entries (the breakpoints and floor of the α-LR shape, the parameter of the
-    mixing form) are only sampled when the selected shape or form uses them, so the study
-    never records a parameter that had no effect. With the grid sampler every entry is
-    sampled, as the grid requires.
+    A group follows its own level when the group's shape is set (named, or set by the
+    starting schedule), else its family's when that is set, else the shared level ("").
+    """
+    start = schedule_start(base, method, names)
+
+    def is_set(prefix: str) -> bool:
+        key = f"{prefix}alpha_lr_shape"
+        return key in names or getattr(start, key) is not None
+
+    levels = set()
+    for group in ALPHA_GROUPS:
+        for prefix in (f"{group}_", f"{FAMILIES[group]}_", ""):
+            if prefix == "" or is_set(prefix):
+                levels.add(prefix)
+                break
+    return levels
+
+
+def choose(
+    study_file: StudyFile, pick: Callable[[ParamSpec], Any], *, grid: bool = False
+) -> tuple[SearchConfig, dict[str, Any]]:
+    """Picks a value for every space entry that has an effect, in dependency order.
+
+    Selectors first (the method, the α-LR shapes of the levels some group follows, the
+    mixing form), then the entries they make matter: a level's breakpoints and floor only
+    when its shape uses them, a mixing parameter only for its form. An entry with no
+    effect is left out (with `grid`, every entry is picked, as the grid sampler requires).
+
+    Args:
+        study_file: the study file.
+        pick: the value of one entry (a trial's suggestion, or a fixed table).
+        grid: pick every entry.
+
+    Returns:
+        The config and the dict of values used.
+    """
+    values: dict[str, Any] = {}
+
+    def take(spec: ParamSpec) -> None:
+        values[spec.name] = spec.value if spec.is_fixed else pick(spec)
+
+    space = study_file.space
+    conditional = set(_MIX_PARAMS) | set(_LEVEL_PARAMS) | set(SHAPE_KEYS)
+    for name, spec in space.items():
+        if name not in conditional:
+            take(spec)
+    method = values.get("method", study_file.base.method)
+    in_effect = levels_in_effect(space.keys(), method, study_file.base)
+    start = schedule_start(study_file.base, method, space.keys())
+    for name, spec in space.items():
+        if name in _SHAPE_LEVELS and (grid or _SHAPE_LEVELS[name] in in_effect):
+            take(spec)
+    for name, spec in space.items():
+        prefix = _LEVEL_PARAMS.get(name)
+        if prefix is None:
+            continue
+        shape = values.get(f"{prefix}alpha_lr_shape", getattr(start, f"{prefix}alpha_lr_shape"))
+        if grid or (prefix in in_effect and shape and name in shape_uses(prefix, shape)):
+            take(spec)
+    for name, spec in space.items():
+        if name in _MIX_PARAMS:
+            form = values.get("mix_form", start.mix_form)
+            if grid or name in MIX_USES.get(form, ()):
+                take(spec)
+    return config_with(study_file.base, values), values
+
+
+def suggest(trial: optuna.Trial, study_file: StudyFile) -> tuple[SearchConfig, dict[str, Any]]:
+    """Samples every non-fixed space entry that has an effect and builds the trial's config.
+
+    Conditional entries (each level's α-LR shape, breakpoints and floor, the parameter of
+    the mixing form) are only sampled when they have an effect (see `choose`), so the study
+    never records a parameter that had none. With the grid sampler every entry is sampled,
+    as the grid requires.
 
     Returns:
         The config and the dict of values this trial used (sampled and fixed).
     """
     grid = isinstance(trial.study.sampler, optuna.samplers.GridSampler)
-    values: dict[str, Any] = {}
-    pending = dict(study_file.space)
-    # Selectors first, so that conditional entries know whether they matter.
-    for name in [n for n in pending if n not in _CONDITIONAL]:
-        spec = pending.pop(name)
-        values[name] = spec.value if spec.is_fixed else _suggest_one(trial, spec)
-    for name, spec in pending.items():
-        selector = _CONDITIONAL[name]
-        selected = values.get(selector, getattr(study_file.base.schedule, selector))
-        if not grid and name not in _SELECTORS[selector].get(selected, ()):
-            continue
-        values[name] = spec.value if spec.is_fixed else _suggest_one(trial, spec)
-    return config_with(study_file.base, values), values
+    return choose(study_file, lambda spec: _suggest_one(trial, spec), grid=grid)
 
 
 def grid_search_space(study_file: StudyFile) -> dict[str, list[Any]]:
     """The grid sampler's search space: every sampled entry's list of choices."""
     return {name: list(spec.choices) for name, spec in study_file.sampled().items()}
+
+
+def _contains(spec: ParamSpec, value: Any) -> bool:
+    if spec.is_fixed:
+        return spec.value == value
+    if spec.kind == "choice":
+        return value in spec.choices
+    return isinstance(value, int | float) and spec.low <= value <= spec.high
+
+
+def _same_schedule(config: SearchConfig, reference: SearchConfig, points: int = 41) -> bool:
+    ours, theirs = config.schedule, reference.schedule
+    assert ours is not None and theirs is not None
+    a, b = ours.curves(1.0, points), theirs.curves(1.0, points)
+    return all(abs(x - y) <= 1e-12 for key in a for x, y in zip(a[key], b[key], strict=True))
+
+
+def _preset_source(prefix: str) -> str:
+    """The prefix of the preset's level whose shape the groups of level `prefix` follow."""
+    if not prefix:
+        return ""
+    level = prefix[:-1]
+    group = level if level in ALPHA_GROUPS else next(g for g in FAMILIES if FAMILIES[g] == level)
+    own = default_schedule("hls").level(group)
+    return f"{own}_" if own else ""
+
+
+def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
+    """The parameters of the paper-reading preset trial (SPEC §4) in this study's space.
+
+    Every sampled entry that names a schedule setting gets the preset's value (a span from
+    the preset's breakpoints, a level's shape from the shape the preset gives that level's
+    groups); every other sampled entry its range's default when it has one. None when the
+    study is not an HLS study (its method is not fixed to ``hls``) or its space cannot
+    express the preset (a fixed or out-of-range entry contradicts it): the trial built
+    from the parameters must give every group the preset's learning rate at every point.
+    """
+    if study_file.study.sampler.type == "grid":
+        return None
+    method_spec = study_file.space.get("method")
+    method = study_file.base.method if method_spec is None else method_spec.value
+    if method != "hls" or (method_spec is not None and not method_spec.is_fixed):
+        return None
+    preset = default_schedule("hls")
+    wanted: dict[str, Any] = dict(PAPER_READING)
+    for prefix in LEVEL_PREFIXES:
+        source = _preset_source(prefix)
+        for suffix in ("alpha_lr_shape", "alpha_lr_b1", "alpha_lr_b2", "alpha_lr_floor"):
+            wanted.setdefault(f"{prefix}{suffix}", getattr(preset, f"{source}{suffix}"))
+        wanted.setdefault(f"{prefix}alpha_lr_mult", 1.0)
+        b1, b2 = wanted[f"{prefix}alpha_lr_b1"], wanted[f"{prefix}alpha_lr_b2"]
+        wanted[f"{prefix}{SPAN_KEY}"] = 0.0 if b1 >= 1.0 else (b2 - b1) / (1.0 - b1)
+    wanted |= {k: getattr(preset, k) for k in ("mix_steepness", "mix_constant", "mix_switch")}
+    params: dict[str, Any] = {}
+    for name, spec in study_file.space.items():
+        if name in wanted:
+            if not _contains(spec, wanted[name]):
+                return None
+            if not spec.is_fixed:
+                params[name] = wanted[name]
+        elif not spec.is_fixed and spec.default is not None:
+            params[name] = spec.default
+
+    def pick(spec: ParamSpec) -> Any:
+        if spec.name in params:
+            return params[spec.name]
+        if spec.name in SCHEDULE_NAMES:
+            raise LookupError(spec.name)
+        # Not a schedule setting and no default: the sampler draws it for the preset trial;
+        # any value in range checks the schedule.
+        return spec.choices[0] if spec.kind == "choice" else spec.low
+
+    try:
+        config, used = choose(study_file, pick)
+    except LookupError:
+        return None  # a schedule entry the preset does not set and has no default for
+    if not _same_schedule(config, SearchConfig(method="hls")):
+        return None
+    return {name: value for name, value in used.items() if name in params}

@@ -22,10 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.config import StudyFile, parse_study_text
-from hls_tune.study.space import grid_search_space
+from hls_tune.study.space import grid_search_space, paper_reading_params
 from hls_tune.study.storage import describe, open_storage
 
 STUDY_FILE_ATTR = "hls_tune:study_file"
+PRESET_ATTR = "hls_tune:preset"
 STUDY_HASH_ATTR = "hls_tune:sha256"
 METRIC_ATTR = "hls_tune:metric"
 BUDGET_ATTR = "hls_tune:n_trials"
@@ -171,6 +172,10 @@ def _missing_study(storage: optuna.storages.BaseStorage, name: str, url: str) ->
 def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tuple[str, bool]:
     """Creates the study (or finds an identical one).
 
+    The budget is queued as WAITING trials (`queue_budget`); in an HLS study whose space
+    can express it, the first of them carries the paper-reading preset's parameters
+    (`paper_reading_params`, SPEC §4), so the budget still counts `n_trials` trials.
+
     Re-creating with the same file is a no-op; with a different file it is an error that
     shows what differs and suggests a new name. Validation happened when `study_file`
     was built, so nothing is written for a bad file.
@@ -220,7 +225,15 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     storage.set_study_system_attr(study_id, STUDY_HASH_ATTR, study_file.sha256)
     study.set_user_attr(METRIC_ATTR, study_file.study.metric)
     study.set_user_attr(BUDGET_ATTR, study_file.study.n_trials)
-    queue_budget(study, study_file.study.n_trials)
+    preset = paper_reading_params(study_file)
+    study.set_user_attr(PRESET_ATTR, "paper_reading" if preset is not None else "none")
+    if preset is not None:
+        # The paper's reading is measured first, next to whatever the sampler finds; it is
+        # the first ticket of the budget, marked as hls-tune's like the others.
+        study.enqueue_trial(preset, user_attrs={PRESET_ATTR: "paper_reading"})
+        [first] = study.get_trials(deepcopy=False)
+        storage.set_trial_system_attr(first._trial_id, QUEUED_ATTR, True)
+    queue_budget(study, study_file.study.n_trials - (preset is not None))
     return name, True
 
 

@@ -309,9 +309,10 @@ class BbnDartsSupernet(_ArchitectureMixin):
     """BBN-DARTS supernet: a searched backbone shared by two branches, each with its own
     searched head stage and classifier (conventional and re-balancing).
 
-    Training logits mix the branches: z = μ·W_cᵀf_c + (1−μ)·W_rᵀf_r (SPEC §2). Both branches'
-    batches go through the shared backbone in one pass (concatenated), so the backbone's
-    BatchNorm statistics are those of the union of the two batches.
+    Training logits mix the branches: z = μ·W_cᵀf_c + (1−μ)·W_rᵀf_r (SPEC §2). As in BBN's
+    code, each branch's batch goes through the shared backbone in its own pass, so the
+    backbone's BatchNorm batch statistics are per branch; with ``joint_batch`` both batches
+    go through in one concatenated pass (statistics of the union; one pass is cheaper).
     """
 
     is_bbn = True
@@ -325,8 +326,10 @@ class BbnDartsSupernet(_ArchitectureMixin):
         nodes: int = 4,
         partial_channels: int = 1,
         head_cells: int = 1,
+        joint_batch: bool = False,
     ) -> None:
         super().__init__()
+        self.joint_batch = joint_batch
         self.nodes = nodes
         self.partial_channels = partial_channels
         self.backbone = SearchBackbone(in_channels, channels, layers, nodes, partial_channels)
@@ -348,19 +351,21 @@ class BbnDartsSupernet(_ArchitectureMixin):
     def branch_logits(
         self, x_conventional: torch.Tensor, x_rebalancing: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each branch's un-mixed logits W_cᵀf_c and W_rᵀf_r (one backbone pass)."""
-        n = x_conventional.shape[0]
-        s0, s1 = self.backbone(
-            torch.cat([x_conventional, x_rebalancing]),
-            self._cell_weights("backbone_normal"),
-            self._cell_weights("backbone_reduce"),
-        )
+        """Each branch's un-mixed logits W_cᵀf_c and W_rᵀf_r (one backbone pass per branch,
+        or one joint pass with ``joint_batch``)."""
+        normal = self._cell_weights("backbone_normal")
+        reduce = self._cell_weights("backbone_reduce")
+        if self.joint_batch:
+            n = x_conventional.shape[0]
+            s0, s1 = self.backbone(torch.cat([x_conventional, x_rebalancing]), normal, reduce)
+            conventional, rebalancing = (s0[:n], s1[:n]), (s0[n:], s1[n:])
+        else:
+            conventional = self.backbone(x_conventional, normal, reduce)
+            rebalancing = self.backbone(x_rebalancing, normal, reduce)
         f_c = self.head_conventional.features(
-            s0[:n], s1[:n], *self._cell_weights("head_conventional")
+            *conventional, *self._cell_weights("head_conventional")
         )
-        f_r = self.head_rebalancing.features(
-            s0[n:], s1[n:], *self._cell_weights("head_rebalancing")
-        )
+        f_r = self.head_rebalancing.features(*rebalancing, *self._cell_weights("head_rebalancing"))
         return self.head_conventional.classifier(f_c), self.head_rebalancing.classifier(f_r)
 
     def mixed_logits(
