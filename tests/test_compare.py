@@ -18,6 +18,7 @@ from hls_tune.study.compare import (
     comparison_rows,
     kendall_tau_b,
 )
+from hls_tune.study.study import CONFIG_ATTR, METRICS_ATTR, OWN_TRIAL_ATTR
 
 from .helpers import hls_tune, start_hls_tune
 
@@ -26,9 +27,12 @@ def _trial(method: str, ratio: float, seed: int, value: float, few: float | None
     """A complete trial as the objective records it; `arch` adds [evaluate] attributes
     (architecture_val=..., balanced=..., lt=...)."""
     shots = {"many": 0.9, "medium": 0.7} | ({} if few is None else {"few": few})
+    system = {
+        OWN_TRIAL_ATTR: True,
+        CONFIG_ATTR: {"method": method, "seed": seed, "data": {"imbalance_ratio": ratio}},
+        METRICS_ATTR: {"test_accuracy": value - 0.1, "test_balanced_accuracy": value - 0.2},
+    }
     attrs = {
-        "config": {"method": method, "seed": seed, "data": {"imbalance_ratio": ratio}},
-        "metrics": {"test_accuracy": value - 0.1, "test_balanced_accuracy": value - 0.2},
         "shot_accuracy": shots,
         "supernet_val_balanced_accuracy": value,
         "search_seconds": 100.0 + seed,
@@ -53,6 +57,7 @@ def _trial(method: str, ratio: float, seed: int, value: float, few: float | None
         params={"method": method},
         distributions={"method": CategoricalDistribution(["darts", "hls", "adapt_head"])},
         user_attrs=attrs,
+        system_attrs=system,
     )
 
 

@@ -459,7 +459,7 @@ class _Adaptation:
             losses[step] = loss.detach()
             accuracies[step] = (logits.argmax(1) == y).float().mean().detach()
             if self.on_step is not None:
-                self.on_step(epoch, step + 1, self.head_steps, config.batch_size)
+                self.on_step(epoch, step + 1, steps, config.batch_size)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -574,7 +574,6 @@ def run(
     )
     adaptation = _Adaptation(config, source, target, device)
     adaptation.should_stop = should_stop
-    adaptation.search.on_step = on_step
     adaptation.on_step = on_step
 
     def test_metrics() -> dict[str, Any]:
