@@ -6,6 +6,7 @@ File names come from the study name through `safe_name`, so whatever the name ho
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import optuna
 
 from hls_tune.errors import ConfigError, HlsTuneError
-from hls_tune.nas.genotype import Genotype, darts_python_module
+from hls_tune.nas.genotype import Genotype, darts_python_module, parse_darts_python
 from hls_tune.objective import safe_name
 from hls_tune.study import LoadedStudy, ranked_trials
 
@@ -83,12 +84,36 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
         genotypes = {
             f"trial_{t.number}": Genotype.from_dict(t.user_attrs["genotype"]) for t in trials
         }
-        header = (
-            f'"""Best genotypes of study {loaded.study.study_name!r} (backbone cells, '
-            'in the namedtuple form of the original DARTS genotypes.py)."""\n'
+        files[_inside(out, f"{stem}_genotypes.py")] = darts_genotypes_file(
+            loaded.study.study_name, genotypes
         )
-        files[_inside(out, f"{stem}_genotypes.py")] = header + darts_python_module(genotypes)
     return files
+
+
+def darts_genotypes_file(study_name: str, genotypes: dict[str, Genotype]) -> str:
+    """The exported DARTS ``genotypes.py``: a comment naming the study, then the genotypes.
+
+    Nothing from the study name can become code: it goes into a comment through `ascii`,
+    which escapes newlines, control and non-ASCII characters. The text is then read back
+    with the safe parser (`parse_darts_python`) and must give exactly these genotypes.
+    """
+    header = (
+        f"# Best genotypes of study {study_name!a} (backbone cells, in the namedtuple\n"
+        "# form of the original DARTS genotypes.py).\n"
+    )
+    text = header + darts_python_module(genotypes)
+    try:
+        parsed = parse_darts_python(text)
+    except ConfigError as error:
+        raise HlsTuneError(
+            f"refusing to write a genotypes.py that does not parse: {error}"
+        ) from None
+    expected = {n: g.to_darts_python(n) for n, g in genotypes.items()}
+    found = {n: g.to_darts_python(n) for n, g in parsed.items()}
+    statements = len(ast.parse(text).body)  # the import, the namedtuple, one per genotype
+    if sorted(expected.values()) != sorted(found.values()) or statements != 2 + len(genotypes):
+        raise HlsTuneError("refusing to write a genotypes.py that holds more than its genotypes.")
+    return text
 
 
 def export_study(
