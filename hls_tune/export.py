@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import optuna
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.nas.genotype import Genotype, darts_python_module, parse_darts_python
 from hls_tune.objective import safe_name
+from hls_tune.safe_io import atomic_write_text
 from hls_tune.study import LoadedStudy, ranked_trials
 
 FORMATS = ("json", "py", "both")
@@ -55,10 +55,11 @@ def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dic
 
 
 def _inside(out: Path, name: str) -> Path:
-    path = (out / name).resolve()
-    if path.parent != out.resolve():
+    # Only the folder is resolved: a symlink at the file's own name is the writer's business
+    # (refused unless --force, and then replaced rather than followed).
+    if Path(name).name != name or name in (".", ".."):
         raise HlsTuneError(f"refusing to write {name!r} outside {out}.")
-    return path
+    return out.resolve() / name
 
 
 def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict[Path, str]:
@@ -129,7 +130,9 @@ def export_study(
     out = Path(out)
     files = plan_export(loaded, top_k=top_k, out=out, fmt=fmt)
     conflicts = [
-        p for p, text in files.items() if p.exists() and p.read_text(encoding="utf-8") != text
+        p
+        for p, text in files.items()
+        if p.is_symlink() or (p.exists() and p.read_text(encoding="utf-8") != text)
     ]
     if conflicts and not force:
         names = ", ".join(str(p) for p in conflicts)
@@ -137,11 +140,9 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path, text in files.items():
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
             results.append(ExportedFile(path, written=False))
             continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text, force=force)
         results.append(ExportedFile(path, written=True))
     return results

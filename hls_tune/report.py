@@ -35,6 +35,7 @@ from hls_tune.artifacts import (
     open_artifact_store,
 )
 from hls_tune.nas.genotype import Genotype
+from hls_tune.safe_io import atomic_write_text
 from hls_tune.search import EpochMetrics
 from hls_tune.settings import SearchConfig
 
@@ -151,7 +152,7 @@ def trial_artifact_files(
                 )
         rows = genotype_rows(genotype, history[-1].alphas if history else None)
         jsonl = out / "genotype.jsonl"
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
         files.append(jsonl)
     if history:
         kept = {}
@@ -650,5 +651,5 @@ def write_report(
             parts.append("</div>")
     parts.append("</body></html>")
     page = out / "report.html"
-    page.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(page, "\n".join(parts) + "\n")
     return page

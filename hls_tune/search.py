@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from hls_tune.nas.fused import (
 )
 from hls_tune.nas.genotype import Genotype
 from hls_tune.nas.supernet import BbnDartsSupernet, DartsSupernet, Supernet
+from hls_tune.safe_io import atomic_write
 from hls_tune.schedules import ALPHA_GROUPS
 from hls_tune.settings import DataConfig, SearchConfig
 
@@ -545,9 +545,7 @@ def restore_random_state(
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Writes a checkpoint atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

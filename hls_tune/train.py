@@ -35,6 +35,7 @@ from hls_tune.nas.network import (
     count_multiply_adds,
     count_parameters,
 )
+from hls_tune.safe_io import atomic_write_text
 from hls_tune.schedules import MIX_FORMS, mixing_ratio
 from hls_tune.search import (
     evaluate,
@@ -568,6 +569,4 @@ def train(
 
 def _write_json(path: Path, document: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")

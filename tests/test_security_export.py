@@ -94,3 +94,15 @@ def test_a_name_that_closes_the_docstring_exports_an_inert_file(tmp_path: Path) 
     )
     assert imported.returncode == 0, imported.stderr
     assert not marker.exists()
+    # a symlink planted at the final name is refused, and --force replaces the link itself
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    best = out / "best.json"
+    best.unlink()
+    best.symlink_to(victim)
+    (out / ".best.json.tmp").symlink_to(victim)
+    refused = hls_tune("export", "--study", name, "--storage", url, "--out", str(out))
+    assert refused.returncode == 2 and "--force" in refused.stderr, refused.stderr
+    forced = hls_tune("export", "--study", name, "--storage", url, "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert victim.read_text() == "precious\n" and not best.is_symlink()

@@ -5,7 +5,6 @@ traceback; every line that may hold a storage URL is redacted.
 """
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from hls_tune.errors import ConfigError, HlsTuneError
+from hls_tune.safe_io import atomic_write_text
 
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
@@ -56,9 +56,7 @@ def write_json_files(out: Path, files: dict[str, Any]) -> None:
     """Writes each JSON document to out/NAME atomically (temporary file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, document in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, json.dumps(document, indent=2) + "\n")
 
 
 def epoch_progress(total: int, description: str, start: int = 0) -> tuple[Any, Callable]:

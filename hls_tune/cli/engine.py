@@ -291,5 +291,7 @@ def compare(study_name: str, storage: str | None, out: Path | None) -> None:
     click.echo(text, nl=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        from hls_tune.safe_io import atomic_write_text
+
+        atomic_write_text(out, text)
         click.echo(f"wrote {out}", err=True)

@@ -295,7 +295,9 @@ class Genotype:
         Args:
             path: destination file, conventionally ``*.json``.
         """
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        from hls_tune.safe_io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Genotype:
