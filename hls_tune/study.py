@@ -23,6 +23,7 @@ from hls_tune.storage import describe, open_storage
 
 STUDY_FILE_ATTR = "hls_tune:study_file"
 STUDY_HASH_ATTR = "hls_tune:sha256"
+QUEUED_ATTR = "hls_tune:queued"  # False while `study create` is still queueing
 RETRIED_FROM_ATTR = "failed_trial"  # set by optuna's RetryFailedTrialCallback
 
 
@@ -163,15 +164,21 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     Returns:
         The study name and whether it was created now.
     """
-    name = name or study_file.study.name
-    if not name.strip():
-        raise ConfigError(f"--name must be a non-empty string but got {name!r}.")
+    from hls_tune.config import check_study_name
+
+    name = check_study_name("--name", name if name is not None else study_file.study.name)
     storage = open_storage(url, create=True)
     if name in study_names(storage):
         existing = optuna.load_study(study_name=name, storage=storage)
         stored = existing.user_attrs.get(STUDY_FILE_ATTR)
         if existing.user_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
-            return name, False
+            if existing.user_attrs.get(QUEUED_ATTR, True):
+                return name, False
+            # An earlier `study create` was interrupted while queueing: finish the queue.
+            have = len(existing.get_trials(deepcopy=False))
+            queue_budget(existing, max(0, study_file.study.n_trials - have))
+            existing.set_user_attr(QUEUED_ATTR, True)
+            return name, True
         diff = "".join(
             difflib.unified_diff(
                 (stored or "").splitlines(keepends=True),
@@ -195,11 +202,15 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
         direction=study_file.study.direction,
         sampler=make_sampler(study_file),
     )
-    queue_budget(study, study_file.study.n_trials)
+    # The study file is stored before the queue, so an interrupted create leaves a study that
+    # `study create` completes and `study delete` removes.
+    study.set_user_attr(QUEUED_ATTR, False)
     study.set_user_attr(STUDY_FILE_ATTR, study_file.text)
     study.set_user_attr(STUDY_HASH_ATTR, study_file.sha256)
     study.set_user_attr("hls_tune:metric", study_file.study.metric)
     study.set_user_attr("hls_tune:n_trials", study_file.study.n_trials)
+    queue_budget(study, study_file.study.n_trials)
+    study.set_user_attr(QUEUED_ATTR, True)
     return name, True
 
 

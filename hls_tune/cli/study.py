@@ -126,11 +126,16 @@ def _short(value: Any) -> str:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def study_delete(name: str, storage: str | None, yes: bool) -> None:
     """Delete a study and all its trials."""
-    from hls_tune.study import delete_study, load_study
+    from hls_tune.storage import open_storage
+    from hls_tune.study import delete_study, study_names
 
     url = _storage_url(storage)
-    loaded = load_study(url, name)
-    n = len(loaded.study.get_trials(deepcopy=False))
+    # Not load_study: a half-created study (no stored file yet) must be deletable too.
+    opened = open_storage(url)
+    if name not in study_names(opened):
+        delete_study(url, name)  # raises the missing-study error with the known names
+    study_id = opened.get_study_id_from_name(name)
+    n = len(opened.get_all_trials(study_id, deepcopy=False))
     if not yes and not click.confirm(f"delete study {name!r} and its {n} trials?"):
         raise click.Abort()
     delete_study(url, name)
