@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from hls_tune.errors import HlsTuneError
+from hls_tune.errors import ConfigError, HlsTuneError
 
 
 def atomic_write(
@@ -67,3 +67,35 @@ class _ignore_missing:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> bool:
         return isinstance(value, FileNotFoundError)
+
+
+def check_output_dir(option: str, path: str | os.PathLike[str]) -> Path:
+    """Checks, before any work and without writing, that ``path`` can become an output folder.
+
+    ``path`` must be a writable folder, or not exist with its nearest existing ancestor a
+    writable folder (it is created later, when the first file is written).
+
+    Raises:
+        ConfigError: naming ``option`` and ``path`` and what is wrong.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists() and not probe.is_symlink():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is not a folder" if probe == path else f"is inside {probe}, which is not a folder"
+        raise ConfigError(f"{option} {str(path)!r} {what}; pass a folder that can be written.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {str(path)!r}: {probe} is not writable.")
+    return path
+
+
+def check_output_file(option: str, path: str | os.PathLike[str]) -> Path:
+    """Like `check_output_dir` for a file: its folder must be usable and it no folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} is a folder; pass a file name.")
+    check_output_dir(option, path.parent)
+    return path

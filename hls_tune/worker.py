@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
-from hls_tune.search import EpochMetrics
+from hls_tune.search import EpochMetrics, resolve_device
 from hls_tune.storage import open_storage, redact
 from hls_tune.study import load_study, trials_done, work_left
 
@@ -222,6 +222,8 @@ def run_worker(
     )
     loaded = load_study(url, study_name, storage=storage)
     study, study_file = loaded.study, loaded.study_file
+    # The device is checked before any trial is claimed, so a wrong one costs no budget.
+    resolve_device(device or study_file.base.device)
     budget = study_file.study.n_trials
     bar = _TrialProgress(progress)
     stop = _StopFlag()

@@ -33,6 +33,11 @@ class _Group(click.Group):
         except ConfigError as exc:
             click.echo(f"error: {_redact(str(exc))}", err=True)
             ctx.exit(2)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            message = " ".join(exc.format_message().split())
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"error: {_redact(message)} (see '{where} --help')", err=True)
+            ctx.exit(2)
         except HlsTuneError as exc:
             click.echo(f"error: {_redact(str(exc))}", err=True)
             ctx.exit(1)

@@ -46,7 +46,11 @@ def search(
 
     from hls_tune import search as engine
     from hls_tune.config import load_study_file
+    from hls_tune.safe_io import check_output_dir, check_output_file
 
+    check_output_dir("--out", out)  # before the search, not after it
+    if checkpoint is not None:
+        check_output_file("--checkpoint", checkpoint)
     study = load_study_file(study_file)
     config = study.default_config()
     overrides = {k: v for k, v in (("device", device), ("epochs", epochs)) if v is not None}
@@ -234,6 +238,10 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
     data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
     bbn = options.pop("bbn")
     out: Path | None = options.pop("out")
+    if out is not None:
+        from hls_tune.safe_io import check_output_dir
+
+        check_output_dir("--out", out)  # before training, not after the first epoch
     config = engine.TrainConfig(data=data, bbn=cells.is_bbn if bbn is None else bbn, **options)
     prepared = engine.prepare_data(config.data)  # data errors surface before training starts
     crop, flip, cutout = config.augmentation(prepared.image_size)
@@ -279,8 +287,11 @@ def train(genotype: str, study_file: Path | None, **options: Any) -> None:
 def compare(study_name: str, storage: str | None, out: Path | None) -> None:
     """Compare methods: mean ± std over seeds per method and imbalance ratio."""
     from hls_tune.compare import compare_study
+    from hls_tune.safe_io import check_output_file
     from hls_tune.study import load_study
 
+    if out is not None:
+        check_output_file("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     table = compare_study(
         loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()

@@ -45,8 +45,10 @@ def export(
 ) -> None:
     """Export the best genotypes of a study."""
     from hls_tune.export import export_study
+    from hls_tune.safe_io import check_output_dir
     from hls_tune.study import load_study
 
+    check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
@@ -115,8 +117,10 @@ def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) 
 def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
     """Write a study report: a self-contained HTML page and PNG figures."""
     from hls_tune.report import write_report
+    from hls_tune.safe_io import check_output_dir
     from hls_tune.study import load_study
 
+    check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     page = write_report(loaded.study, out, top_k=top_k)
     images = sorted(out.glob("*.png"))

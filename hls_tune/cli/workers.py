@@ -79,6 +79,9 @@ def worker(
         from hls_tune.settings import SearchConfig
 
         SearchConfig(device=device)  # validates the value before any trial starts
+    from hls_tune.safe_io import check_output_dir
+
+    check_output_dir("--checkpoint-dir", checkpoint_dir)
     run_worker(
         _storage_url(storage),
         study_name,
