@@ -57,6 +57,23 @@ def cli() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def warn_if_exposed(host: str, server: str, power: str) -> None:
+    """Warns on stderr when `host` is not a loopback address: the servers hls-tune starts
+    (dashboard, gRPC storage proxy) have no authentication and no TLS."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        click.echo(
+            f"warning: binding to {host}: anyone who can reach it {power} ({server} has no "
+            "authentication and no TLS; see docs/security.md)",
+            err=True,
+        )
+
+
 def write_json_files(out: Path, files: dict[str, Any]) -> None:
     """Writes each JSON document to out/NAME atomically (temporary file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)

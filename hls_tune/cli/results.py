@@ -10,6 +10,7 @@ from hls_tune.cli._base import (
     artifacts_option,
     cli,
     storage_option,
+    warn_if_exposed,
 )
 from hls_tune.errors import HlsTuneError
 
@@ -66,32 +67,26 @@ def export(
 @artifacts_option
 def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) -> None:
     """Serve optuna-dashboard on the study storage, with the trials' artifacts."""
-    import ipaddress
-
+    from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from hls_tune.artifacts import open_artifact_store
+    from hls_tune.artifacts import artifacts_dir, check_artifact_dir, referenced_artifacts
     from hls_tune.storage import describe, open_storage
 
     url = _storage_url(storage)
     storage_obj = open_storage(url)
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        click.echo(
-            f"warning: binding to {host}: anyone who can reach it sees and can edit the "
-            "studies (optuna-dashboard has no authentication)",
-            err=True,
-        )
-    artifact_dir = _artifacts_dir(artifacts)
+    # Checked before serving, and nothing is created: a wrong --artifacts would otherwise
+    # start a dashboard whose every artifact answers HTTP 500.
+    artifact_dir = artifacts_dir(_artifacts_dir(artifacts))
+    artifact_line = check_artifact_dir(artifact_dir, referenced_artifacts(storage_obj))
+    warn_if_exposed(host, "optuna-dashboard", "sees and can edit the studies")
     click.echo(
         f"optuna-dashboard on {describe(url)} (artifacts in {artifact_dir}) "
         f"at http://{host}:{port}/",
         err=True,
     )
-    store = open_artifact_store(artifact_dir)
+    click.echo(artifact_line, err=True)
+    store = FileSystemArtifactStore(artifact_dir)
     try:
         run_server(storage_obj, host=host, port=port, artifact_store=store)
     except OSError as error:  # address in use, or not an address of this machine

@@ -14,6 +14,7 @@ from hls_tune.cli._base import (
     cli,
     no_artifacts_option,
     storage_option,
+    warn_if_exposed,
 )
 from hls_tune.errors import ConfigError, HlsTuneError
 
@@ -257,5 +258,6 @@ def storage_proxy(storage: str | None, host: str, port: int) -> None:
     if url.startswith("grpc"):
         raise ConfigError(f"--storage must be a database, not another proxy, but got {url!r}.")
     storage_obj = open_storage(url)
+    warn_if_exposed(host, "the gRPC storage proxy", "can read, change and delete every study")
     click.echo(f"gRPC storage proxy for {describe(url)} on grpc://{host}:{port}", err=True)
     run_grpc_proxy_server(storage_obj, host=host, port=port)
