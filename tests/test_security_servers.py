@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -21,10 +23,19 @@ def _free_port() -> int:
 
 def _read_until(process, needle: str, deadline_s: float = 120) -> str:
     """Lines of a started process up to the one holding `needle` (fails if it exits first)."""
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")],
+        daemon=True,
+    )
+    reader.start()
     seen = []
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
         if not line:
             pytest.fail(f"exited with {process.wait()} before {needle!r}:\n{''.join(seen)}")
         seen.append(line)
