@@ -558,7 +558,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Loads a checkpoint with `weights_only=True` (no pickled code is ever run)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # empty, truncated or hostile files; never retried unsafely
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else first
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "it holds objects other than tensors and plain data"
+        raise ConfigError(
+            f"checkpoint {path} cannot be resumed ({reason or type(error).__name__}); "
+            "delete it to start over."
+        ) from None
 
 
 def run(

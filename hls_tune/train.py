@@ -286,6 +286,10 @@ def load_genotype(spec: str) -> Genotype:
                 f"genotype file {spec!r}: not valid JSON (line {err.lineno} column "
                 f"{err.colno}: {err.msg})."
             ) from None
+        except RecursionError:
+            raise ConfigError(
+                f"genotype file {spec!r}: not valid JSON (nested too deeply)."
+            ) from None
         if isinstance(document, Mapping) and "genotype" in document:
             document = document["genotype"]
         try:

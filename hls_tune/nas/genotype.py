@@ -287,6 +287,8 @@ class Genotype:
             raise ConfigError(
                 f"genotype: not valid JSON (line {err.lineno} column {err.colno}: {err.msg})."
             ) from None
+        except RecursionError:
+            raise ConfigError("genotype: not valid JSON (nested too deeply).") from None
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
