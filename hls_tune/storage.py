@@ -230,6 +230,7 @@ def open_storage(
     pool_size: int = 1,
     max_overflow: int = 1,
     create: bool = False,
+    read_only: bool = False,
 ) -> BaseStorage:
     """Opens the Optuna storage named by ``url``, hardened for several worker processes.
 
@@ -248,6 +249,9 @@ def open_storage(
             process never holds more than ``pool_size + max_overflow`` connections.
         create: Whether a missing study database may be created (``hls-tune study create``).
             Workers pass ``False`` so a wrong path fails instead of starting an empty study.
+        read_only: The caller only reads (``study list``, ``study show``): an SQLite file
+            is opened with ``mode=ro`` and left in its journal mode, so a file the user may
+            only read can still be listed. Other backends ignore it.
 
     Returns:
         An ``RDBStorage`` (SQLite, PostgreSQL), ``JournalStorage`` or ``GrpcStorageProxy``.
@@ -285,7 +289,9 @@ def open_storage(
         )
 
     if spec.kind == "sqlite":
-        storage: BaseStorage = _open_sqlite(spec, create=create, heartbeat=heartbeat)
+        storage: BaseStorage = _open_sqlite(
+            spec, create=create, heartbeat=heartbeat, read_only=read_only and not create
+        )
     elif spec.kind == "journal":
         storage = _open_journal(spec, create=create)
     elif spec.kind == "postgresql":
@@ -415,8 +421,22 @@ def _check_positive(name: str, value: int | None) -> None:
         raise ConfigError(f"{name} must be a positive number of seconds but got {value!r}.")
 
 
-def _open_sqlite(spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any]) -> RDBStorage:
+def _open_sqlite(
+    spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any], read_only: bool = False
+) -> RDBStorage:
     assert spec.sqlalchemy_url is not None
+    if read_only and spec.path is not None:
+        _check_database_file(spec, create=False)
+        path = spec.path
+        # mode=ro: SQLite refuses every write on this connection, and nothing switches the
+        # file to WAL; no BEGIN IMMEDIATE either (it would take the write lock).
+        uri = f"file:{quote(str(path))}?mode=ro"
+        engine_kwargs = {
+            "creator": lambda: sqlite3.connect(
+                uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None
+            )
+        }
+        return _open_rdb(spec, engine_kwargs=engine_kwargs, create=False, heartbeat=heartbeat)
     # pysqlite's timeout is SQLite's busy timeout: wait for a lock instead of failing.
     # isolation_level=None stops pysqlite from opening transactions itself (it would open them
     # only before a write, so a read-then-write such as claiming a WAITING trial would not be

@@ -48,7 +48,7 @@ def study_list(storage: str | None) -> None:
     from hls_tune.storage import open_storage
 
     url = _storage_url(storage)
-    storage_obj = open_storage(url)
+    storage_obj = open_storage(url, read_only=True)
     summaries = storage_obj.get_all_studies()
     if not summaries:
         click.echo("no studies")
@@ -90,9 +90,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 )
 def study_show(name: str, storage: str | None, top_k: int) -> None:
     """Counts by state, the best trial and a table of the top trials."""
+    from hls_tune.storage import open_storage
     from hls_tune.study import load_study, ranked_trials, state_counts
 
-    loaded = load_study(_storage_url(storage), name)
+    url = _storage_url(storage)
+    loaded = load_study(url, name, storage=open_storage(url, read_only=True))
     counts = state_counts(loaded.study)
     settings = loaded.study_file.study
     click.echo(
