@@ -623,10 +623,35 @@ def _open_journal(spec: _StorageSpec, *, create: bool) -> JournalStorage:
     assert spec.path is not None
     # JournalFileBackend creates a missing file itself, so check before constructing it.
     _check_database_file(spec, create=create)
+    _check_journal_complete(spec.path)
     try:
         return JournalStorage(JournalFileBackend(str(spec.path)))
     except (OSError, ValueError) as error:
         raise HlsTuneError(f"cannot open journal {spec.path}: {error}") from None
+
+
+def _check_journal_complete(path: Path) -> None:
+    """Refuses a journal whose last record is cut off (a full disk, a copy interrupted):
+    Optuna would skip it silently and the next write would be appended to the broken line."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with path.open("rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise HlsTuneError(f"cannot read journal {path}: {error.strerror or error}") from None
+    if tail.endswith(b"\n"):
+        return
+    keep = size - (len(tail) - tail.rfind(b"\n") - 1) if b"\n" in tail else 0
+    raise HlsTuneError(
+        f"journal {path} ends in an incomplete record (the file was cut at byte {size}); "
+        f"restore it from a backup, or drop the broken record with `truncate -s {keep} {path}` "
+        "(that record's change is lost). Nothing was written."
+    )
 
 
 def _open_grpc(spec: _StorageSpec) -> BaseStorage:
