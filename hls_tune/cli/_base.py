@@ -5,13 +5,13 @@ traceback; every line that may hold a storage URL is redacted.
 """
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.errors import ConfigError, HlsTuneError
 
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
@@ -32,6 +32,11 @@ class _Group(click.Group):
         except ConfigError as exc:
             click.echo(f"error: {_redact(str(exc))}", err=True)
             ctx.exit(2)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            message = " ".join(exc.format_message().split())
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"error: {_redact(message)} (see '{where} --help')", err=True)
+            ctx.exit(2)
         except HlsTuneError as exc:
             click.echo(f"error: {_redact(str(exc))}", err=True)
             ctx.exit(1)
@@ -40,7 +45,7 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-STORAGE_META_KEY = "hls_tune.storage"
+STORAGE_META_KEY = "hls_tune.study.storage"
 
 
 @click.group(
@@ -73,13 +78,28 @@ def cli(ctx: click.Context, storage: str | None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def warn_if_exposed(host: str, server: str, power: str) -> None:
+    """Warns on stderr when `host` is not a loopback address: the servers hls-tune starts
+    (dashboard, gRPC storage proxy) have no authentication and no TLS."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        click.echo(
+            f"warning: binding to {host}: anyone who can reach it {power} ({server} has no "
+            "authentication and no TLS; see docs/security.md)",
+            err=True,
+        )
+
+
 def write_json_files(out: Path, files: dict[str, Any]) -> None:
     """Writes each JSON document to out/NAME atomically (temporary file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, document in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, json.dumps(document, indent=2) + "\n")
 
 
 STORAGE_HELP = (

@@ -47,8 +47,12 @@ def search(
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.device import resolve_device
     from hls_tune.engine.progress import RunProgress, epoch_summary
+    from hls_tune.engine.safe_io import check_output_dir, check_output_file
     from hls_tune.study.config import load_study_file
 
+    check_output_dir("--out", out)  # before the search, not after it
+    if checkpoint is not None:
+        check_output_file("--checkpoint", checkpoint)
     study = load_study_file(study_file)
     config = study.default_config()
     overrides = {k: v for k, v in (("device", device), ("epochs", epochs)) if v is not None}
@@ -278,6 +282,10 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
     bbn = options.pop("bbn")
     out: Path | None = options.pop("out")
+    if out is not None:
+        from hls_tune.engine.safe_io import check_output_dir
+
+        check_output_dir("--out", out)  # before training, not after the first epoch
     config = engine.TrainConfig(data=data, bbn=cells.is_bbn if bbn is None else bbn, **options)
     prepared = prepare_data(config.data)  # data errors surface before training starts
     crop, flip, cutout = config.augmentation(prepared.image_size)
@@ -437,9 +445,12 @@ def compare(study_name: str, storage: str | None, out: Path | None, as_json: boo
     ratio (mean ± std over seeds), the paired difference to darts, and Kendall τ."""
     import json
 
+    from hls_tune.engine.safe_io import check_output_file
     from hls_tune.study.compare import compare_study
     from hls_tune.study.study import load_study
 
+    if out is not None:
+        check_output_file("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     table = compare_study(
         loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()
@@ -450,5 +461,7 @@ def compare(study_name: str, storage: str | None, out: Path | None, as_json: boo
     click.echo(text, nl=False)  # the caption counts the trials of other objectives it ignored
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        from hls_tune.engine.safe_io import atomic_write_text
+
+        atomic_write_text(out, text)
         click.echo(f"wrote {out}", err=True)

@@ -11,6 +11,7 @@ from hls_tune.cli._base import (
     cli,
     storage_option,
     study_option,
+    warn_if_exposed,
 )
 from hls_tune.errors import HlsTuneError
 
@@ -45,9 +46,11 @@ def export(
     study_name: str, storage: str | None, top_k: int, out: Path, fmt: str, force: bool
 ) -> None:
     """Export the best genotypes of a study."""
+    from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.export import export_study
     from hls_tune.study.study import foreign_note, load_study, own_trials
 
+    check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
@@ -68,32 +71,26 @@ def export(
 @artifacts_option
 def dashboard(storage: str | None, host: str, port: int, artifacts: str | None) -> None:
     """Serve optuna-dashboard on the study storage, with the trials' artifacts."""
-    import ipaddress
-
+    from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from hls_tune.study.artifacts import open_artifact_store
+    from hls_tune.study.artifacts import artifacts_dir, check_artifact_dir, referenced_artifacts
     from hls_tune.study.storage import describe, open_storage
 
     url = _storage_url(storage)
     storage_obj = open_storage(url)
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        click.echo(
-            f"warning: binding to {host}: anyone who can reach it sees and can edit the "
-            "studies (optuna-dashboard has no authentication)",
-            err=True,
-        )
-    artifact_dir = _artifacts_dir(artifacts)
+    # Checked before serving, and nothing is created: a wrong --artifacts would otherwise
+    # start a dashboard whose every artifact answers HTTP 500.
+    artifact_dir = artifacts_dir(_artifacts_dir(artifacts))
+    artifact_line = check_artifact_dir(artifact_dir, referenced_artifacts(storage_obj))
+    warn_if_exposed(host, "optuna-dashboard", "sees and can edit the studies")
     click.echo(
         f"optuna-dashboard on {describe(url)} (artifacts in {artifact_dir}) "
         f"at http://{host}:{port}/",
         err=True,
     )
-    store = open_artifact_store(artifact_dir)
+    click.echo(artifact_line, err=True)
+    store = FileSystemArtifactStore(artifact_dir)
     try:
         run_server(storage_obj, host=host, port=port, artifact_store=store)
     except OSError as error:  # address in use, or not an address of this machine
@@ -123,9 +120,11 @@ def report(
     """Write a study report: a self-contained HTML page and PNG figures."""
     from optuna.artifacts import FileSystemArtifactStore
 
+    from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.report import write_report
     from hls_tune.study.study import foreign_note, load_study, own_trials
 
+    check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
     artifact_dir = Path(_artifacts_dir(artifacts))
     # Read only: a missing directory is reported, never created.

@@ -95,7 +95,7 @@ def study_list(storage: str | None, as_json: bool) -> None:
     from hls_tune.study.storage import open_storage
 
     url = _storage_url(storage)
-    storage_obj = open_storage(url)
+    storage_obj = open_storage(url, read_only=True)
     summaries = storage_obj.get_all_studies()
     if not summaries and not as_json:
         click.echo("no studies")
@@ -156,6 +156,7 @@ def study_show(
     Trials not created by hls-tune (another objective run on the study) are left out and
     counted.
     """
+    from hls_tune.study.storage import open_storage
     from hls_tune.study.study import (
         foreign_note,
         load_study,
@@ -165,7 +166,8 @@ def study_show(
     )
 
     name = _one_name(name, study_option)
-    loaded = load_study(_storage_url(storage), name)
+    url = _storage_url(storage)
+    loaded = load_study(url, name, storage=open_storage(url, read_only=True))
     counts = state_counts(loaded.study)
     foreign = own_trials(loaded.study)[1]
     settings = loaded.study_file.study
@@ -216,12 +218,17 @@ def study_delete(
     name: str | None, study_option: str | None, storage: str | None, yes: bool
 ) -> None:
     """Delete a study and all its trials."""
-    from hls_tune.study.study import delete_study, load_study
+    from hls_tune.study.storage import open_storage
+    from hls_tune.study.study import delete_study, study_names
 
     name = _one_name(name, study_option)
     url = _storage_url(storage)
-    loaded = load_study(url, name)
-    n = len(loaded.study.get_trials(deepcopy=False))
+    # Not load_study: a half-created study (no stored file yet) must be deletable too.
+    opened = open_storage(url)
+    if name not in study_names(opened):
+        delete_study(url, name)  # raises the missing-study error with the known names
+    study_id = opened.get_study_id_from_name(name)
+    n = len(opened.get_all_trials(study_id, deepcopy=False))
     if not yes and not click.confirm(f"delete study {name!r} and its {n} trials?"):
         raise click.Abort()
     delete_study(url, name)

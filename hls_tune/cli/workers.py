@@ -15,6 +15,7 @@ from hls_tune.cli._base import (
     no_artifacts_option,
     storage_option,
     study_option,
+    warn_if_exposed,
 )
 from hls_tune.errors import ConfigError, HlsTuneError
 
@@ -85,6 +86,9 @@ def worker(
         from hls_tune.engine.settings import SearchConfig
 
         SearchConfig(device=device)  # validates the value before any trial starts
+    from hls_tune.engine.safe_io import check_output_dir
+
+    check_output_dir("--checkpoint-dir", checkpoint_dir)
     run_worker(
         _storage_url(storage),
         study_name,
@@ -267,5 +271,6 @@ def storage_proxy(storage: str | None, host: str, port: int) -> None:
     if url.startswith("grpc"):
         raise ConfigError(f"--storage must be a database, not another proxy, but got {url!r}.")
     storage_obj = open_storage(url)
+    warn_if_exposed(host, "the gRPC storage proxy", "can read, change and delete every study")
     click.echo(f"gRPC storage proxy for {describe(url)} on grpc://{host}:{port}", err=True)
     run_grpc_proxy_server(storage_obj, host=host, port=port)

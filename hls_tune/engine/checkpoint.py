@@ -5,11 +5,13 @@ Shared by the search, adapt and train loops; each loop owns the content of its c
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from hls_tune.engine.safe_io import atomic_write
+from hls_tune.errors import ConfigError
 
 
 def random_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -34,11 +36,19 @@ def restore_random_state(
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Writes a checkpoint atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Loads a checkpoint with `weights_only=True` (no pickled code is ever run)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # empty, truncated or hostile files; never retried unsafely
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else first
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "it holds objects other than tensors and plain data"
+        raise ConfigError(
+            f"checkpoint {path} cannot be resumed ({reason or type(error).__name__}); "
+            "delete it to start over."
+        ) from None

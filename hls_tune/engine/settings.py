@@ -56,6 +56,8 @@ def check_range(
     """Raises ConfigError unless low ≤ value ≤ high (low < value with low_open)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ConfigError(f"{key} must be a number but got {value!r}.")
+    if math.isinf(value):  # no setting of the engine can run with an infinite value
+        raise ConfigError(f"{key} must be a finite number but got {value!r}.")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -63,6 +65,14 @@ def check_range(
         hi = "inf" if high is None else repr(high)
         bracket = "(" if low_open else "["
         raise ConfigError(f"{key} must be in {bracket}{lo}, {hi}] but got {value!r}.")
+
+
+# Upper bounds of the network's size: far above any searchable supernet, low enough that a
+# typo (channels = 4000000) is refused before it fails every trial. At 2**17 channels the
+# float32 weights of one 1x1 conv over 3C channels already take 618 GB; wider nets cannot
+# even be built (narrower ones too large for a given machine fail as out-of-memory trials).
+MAX_CHANNELS = 131_072
+MAX_LAYERS = 100
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,9 @@ class SearchConfig:
         check_range("weight_lr_min", self.weight_lr_min, 0.0, self.weight_lr)
         for key in ("channels", "layers", "nodes", "head_cells", "epochs", "batch_size"):
             check_range(key, getattr(self, key), 1)
+        # The reduction cells sit at L//3 and 2L//3: fewer than 3 cells put both at cell 0.
+        check_range("layers", self.layers, 3, MAX_LAYERS)
+        check_range("channels", self.channels, 1, MAX_CHANNELS)
         check_range("eval_batch_size", self.eval_batch_size, 1)
         check_range("partial_channels", self.partial_channels, 1)
         op_channels, rest = divmod(self.channels, self.partial_channels)

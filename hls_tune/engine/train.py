@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from hls_tune.engine.nas.network import (
     count_parameters,
 )
 from hls_tune.engine.progress import StepHook
+from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.engine.schedules import MIX_FORMS, mixing_ratio
 from hls_tune.engine.settings import (
     DEVICES_HELP,
@@ -528,6 +528,4 @@ def train(
 
 def _write_json(path: Path, document: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")

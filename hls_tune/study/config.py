@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import tomllib
 import typing
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,35 @@ def parse_param(name: str, raw: Any) -> ParamSpec:
     return ParamSpec(name, kind, low=low, high=high, log=log, step=step, default=default)
 
 
+# The largest trial budget a study may have; every trial is queued when the study is created.
+MAX_TRIALS = 10_000
+# Optuna's study-name column (MAX_INDEXED_STRING_LENGTH) holds at most this many characters.
+MAX_STUDY_NAME_LENGTH = 512
+# The study file is stored verbatim with the study; real ones are a few kilobytes.
+MAX_STUDY_FILE_BYTES = 256 * 1024
+
+
+def check_study_name(key: str, name: Any) -> str:
+    """Returns ``name`` if it can be a study name, else raises a ConfigError naming ``key``.
+
+    A name is a non-empty string of at most 512 characters without control characters,
+    line or paragraph separators (it is printed in one line and stored by Optuna).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{key} must be a non-empty string but got {name!r}.")
+    if len(name) > MAX_STUDY_NAME_LENGTH:
+        raise ConfigError(
+            f"{key} must be at most {MAX_STUDY_NAME_LENGTH} characters but got {len(name)}."
+        )
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
+    if bad:
+        raise ConfigError(
+            f"{key} must not hold control characters or line breaks but got {name!r} "
+            f"(has {bad[0]!a})."
+        )
+    return name
+
+
 def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
     _reject_unknown(raw, ("name", "direction", "metric", "n_trials", "sampler", "pruner"), "study.")
     sampler_raw = _table(raw, "sampler", "study.")
@@ -338,16 +368,22 @@ def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
     if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or min_delta < 0:
         raise ConfigError(f"study.pruner.min_delta must be a number >= 0 but got {min_delta!r}.")
     pruner = PrunerSettings(pruner_type, pruner_raw, patience, float(min_delta))
-    name = raw.get("name", fallback_name)
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"study.name must be a non-empty string but got {name!r}.")
+    if "name" not in raw:
+        raise ConfigError('study.name is required, e.g. name = "cifar10-hls" under [study].')
+    name = check_study_name("study.name", raw["name"])
     direction = raw.get("direction", "maximize")
     check_choice("study.direction", direction, DIRECTIONS)
     metric = raw.get("metric", "val_balanced_accuracy")
     check_choice("study.metric", metric, METRICS)
     n_trials = raw.get("n_trials", 20)
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(f"study.n_trials must be an integer >= 1 but got {n_trials!r}.")
+    if (
+        isinstance(n_trials, bool)
+        or not isinstance(n_trials, int)
+        or not 1 <= n_trials <= MAX_TRIALS
+    ):
+        raise ConfigError(
+            f"study.n_trials must be an integer in [1, {MAX_TRIALS}] but got {n_trials!r}."
+        )
     return StudySettings(name, direction, metric, n_trials, sampler, pruner)
 
 
@@ -357,11 +393,22 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
     Raises:
         ConfigError: malformed TOML, unknown keys, wrong types, bad ranges or values.
     """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_STUDY_FILE_BYTES:
+        raise ConfigError(
+            f"{source}: a study file must be at most {MAX_STUDY_FILE_BYTES} bytes but has {size}."
+        )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc}).") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML (nested too deeply).") from None
     _reject_unknown(raw, ("study", "data", "engine", "space"), "")
+    if "study" not in raw:
+        raise ConfigError(
+            f'{source}: the [study] table is required, with at least name = "..." in it.'
+        )
     study = _parse_study(_table(raw, "study", ""), Path(source).stem)
     data_raw = _table(raw, "data", "")
     engine_raw = _table(raw, "engine", "")
@@ -422,6 +469,11 @@ def load_study_file(path: str | Path) -> StudyFile:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study file {str(path)!r} does not exist.")
+    if path.stat().st_size > MAX_STUDY_FILE_BYTES:
+        raise ConfigError(
+            f"study file {str(path)!r}: a study file must be at most {MAX_STUDY_FILE_BYTES} "
+            f"bytes but has {path.stat().st_size}."
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

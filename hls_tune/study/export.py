@@ -9,16 +9,17 @@ BBN head cells follow in its ``BBN_HEADS`` dict, which DARTS' code ignores.
 
 from __future__ import annotations
 
+import ast
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from hls_tune.engine.nas.darts_format import darts_python_module
+from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
 from hls_tune.engine.nas.genotype import Genotype, darts_identifier
+from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
 from hls_tune.study.study import (
@@ -75,10 +76,11 @@ def genotype_name(study_name: str, trial_number: int) -> str:
 
 
 def _inside(out: Path, name: str) -> Path:
-    path = (out / name).resolve()
-    if path.parent != out.resolve():
+    # Only the folder is resolved: a symlink at the file's own name is the writer's business
+    # (refused unless --force, and then replaced rather than followed).
+    if Path(name).name != name or name in (".", ".."):
         raise HlsTuneError(f"refusing to write {name!r} outside {out}.")
-    return path
+    return out.resolve() / name
 
 
 def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict[Path, str]:
@@ -106,12 +108,37 @@ def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict
             genotype_name(name, t.number): Genotype.from_dict(trial_genotype(t))  # type: ignore[arg-type]
             for t in trials
         }
-        header = (
-            f'"""Best genotypes of study {loaded.study.study_name!r} (backbone cells, '
-            'in the namedtuple form of the original DARTS genotypes.py)."""\n'
+        files[_inside(out, f"{module_name(name)}.py")] = darts_genotypes_file(
+            loaded.study.study_name, genotypes
         )
-        files[_inside(out, f"{module_name(name)}.py")] = header + darts_python_module(genotypes)
     return files
+
+
+def darts_genotypes_file(study_name: str, genotypes: dict[str, Genotype]) -> str:
+    """The exported DARTS ``genotypes.py``: a comment naming the study, then the genotypes.
+
+    Nothing from the study name can become code: it goes into a comment through `ascii`,
+    which escapes newlines, control and non-ASCII characters. The text is then read back
+    with the safe parser (`parse_darts_python`) and must give exactly these genotypes.
+    """
+    header = (
+        f"# Best genotypes of study {study_name!a} (backbone cells, in the namedtuple\n"
+        "# form of the original DARTS genotypes.py).\n"
+    )
+    text = header + darts_python_module(genotypes)
+    try:
+        parsed = parse_darts_python(text)
+    except ConfigError as error:
+        raise HlsTuneError(
+            f"refusing to write a genotypes.py that does not parse: {error}"
+        ) from None
+    expected = {darts_identifier(n): g.to_dict() for n, g in genotypes.items()}
+    found = {n: g.to_dict() for n, g in parsed.items()}
+    # the import, the namedtuple, one assignment per genotype, and BBN's heads if any
+    statements = 2 + len(genotypes) + any(g.is_bbn for g in genotypes.values())
+    if expected != found or len(ast.parse(text).body) != statements:
+        raise HlsTuneError("refusing to write a genotypes.py that holds more than its genotypes.")
+    return text
 
 
 def export_study(
@@ -127,7 +154,9 @@ def export_study(
     out = Path(out)
     files = plan_export(loaded, top_k=top_k, out=out, fmt=fmt)
     conflicts = [
-        p for p, text in files.items() if p.exists() and p.read_text(encoding="utf-8") != text
+        p
+        for p, text in files.items()
+        if p.is_symlink() or (p.exists() and p.read_text(encoding="utf-8") != text)
     ]
     if conflicts and not force:
         names = ", ".join(str(p) for p in conflicts)
@@ -135,11 +164,9 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path, text in files.items():
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
             results.append(ExportedFile(path, written=False))
             continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text, force=force)
         results.append(ExportedFile(path, written=True))
     return results

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine import plots
 from hls_tune.engine.nas.genotype import Genotype
+from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.study.artifacts import (
     ARTIFACTS_ENV,
     DEFAULT_ARTIFACTS_DIR,
@@ -489,5 +490,5 @@ def write_report(
             )
     parts.append("</body></html>")
     page = out / "report.html"
-    page.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(page, "\n".join(parts) + "\n")
     return page

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import optuna
 import sqlalchemy
@@ -56,6 +56,7 @@ __all__ = [
     "describe",
     "open_storage",
     "redact",
+    "redact_url",
     "resolve_storage_url",
 ]
 
@@ -140,8 +141,69 @@ def redact(text: str) -> str:
         >>> redact("cannot reach postgresql://tuner:s3cret@db:5432/hls")
         'cannot reach postgresql://tuner:***@db:5432/hls'
     """
-    text = _URL_PASSWORD.sub(lambda m: m["prefix"] + _REDACTED, text)
-    return _KEYWORD_PASSWORD.sub(lambda m: m["prefix"] + _REDACTED, text)
+    # Every password of a URL this process has parsed, in each spelling it may be printed in,
+    # is replaced wherever it appears; the patterns below catch URLs never parsed here.
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    text = _URL_PASSWORD.sub(_keep_placeholder, text)
+    return _KEYWORD_PASSWORD.sub(_keep_placeholder, text)
+
+
+def _keep_placeholder(match: re.Match[str]) -> str:
+    # The allowed forms spell out "USER:PASSWORD@HOST"; that placeholder is no secret.
+    if match["password"] == "PASSWORD":
+        return match[0]
+    return match["prefix"] + _REDACTED
+
+
+_SECRETS: set[str] = set()
+
+
+def _url_password(url: str) -> str | None:
+    """The password of ``url`` as written (still percent-encoded), found from the URL's own
+    structure: the user information runs from "://" to the last "@", the password from its
+    first ":". Works where a strict parser would fail (an unencoded ":", "/" or "@")."""
+    if "://" not in url:
+        return None
+    rest = url.split("://", 1)[1]
+    if "@" not in rest:
+        return None
+    userinfo = rest.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return None
+    return userinfo.split(":", 1)[1]
+
+
+def _remember_secrets(url: str) -> None:
+    """Records each spelling of the URL's passwords (in the user information or a
+    ``password=`` query parameter) so `redact` replaces them in every later message."""
+    found = [_url_password(url)]
+    query = url.split("?", 1)[1] if "?" in url else ""
+    found += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "password"]
+    found += [m["password"] for m in _KEYWORD_PASSWORD.finditer(url)]
+    for raw in found:
+        if not raw:
+            continue
+        decoded = unquote(raw)
+        for spelling in (raw, decoded, quote(decoded, safe=""), quote_plus(decoded)):
+            if spelling.strip():
+                _SECRETS.add(spelling)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, found from the URL's structure.
+
+    Example:
+        >>> redact_url("postgresql://tuner:two words@db/hls")
+        'postgresql://tuner:***@db/hls'
+    """
+    _remember_secrets(url)
+    password = _url_password(url)
+    if password:
+        head, tail = url.split("://", 1)
+        user, rest = tail.split(":", 1)
+        url = f"{head}://{user}:{_REDACTED}{rest[len(password) :]}"
+    return redact(url)
 
 
 def describe(url: str) -> str:
@@ -169,6 +231,7 @@ def open_storage(
     pool_size: int = 1,
     max_overflow: int = 1,
     create: bool = False,
+    read_only: bool = False,
 ) -> BaseStorage:
     """Opens the Optuna storage named by ``url``, hardened for several worker processes.
 
@@ -187,6 +250,9 @@ def open_storage(
             process never holds more than ``pool_size + max_overflow`` connections.
         create: Whether a missing study database may be created (``hls-tune study create``).
             Workers pass ``False`` so a wrong path fails instead of starting an empty study.
+        read_only: The caller only reads (``study list``, ``study show``): an SQLite file
+            is opened with ``mode=ro`` and left in its journal mode, so a file the user may
+            only read can still be listed. Other backends ignore it.
 
     Returns:
         An ``RDBStorage`` (SQLite, PostgreSQL), ``JournalStorage`` or ``GrpcStorageProxy``.
@@ -220,11 +286,13 @@ def open_storage(
         )
         raise ConfigError(
             "heartbeat_interval is supported only by sqlite:// and postgresql:// storages "
-            f"but got --storage {redact(url)!r} ({where})."
+            f"but got --storage {redact_url(url)!r} ({where})."
         )
 
     if spec.kind == "sqlite":
-        storage: BaseStorage = _open_sqlite(spec, create=create, heartbeat=heartbeat)
+        storage: BaseStorage = _open_sqlite(
+            spec, create=create, heartbeat=heartbeat, read_only=read_only and not create
+        )
     elif spec.kind == "journal":
         storage = _open_journal(spec, create=create)
     elif spec.kind == "postgresql":
@@ -252,6 +320,7 @@ class _StorageSpec:
 
 def _parse(url: str) -> _StorageSpec:
     """Parses and validates a storage URL without touching any file or server."""
+    _remember_secrets(url)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         return _parse_sqlite(url)
@@ -265,14 +334,26 @@ def _parse(url: str) -> _StorageSpec:
 
 
 def _bad_storage(url: str, what: str) -> ConfigError:
-    return ConfigError(f"--storage {what} but got {redact(url)!r}.")
+    return ConfigError(f"--storage {what} but got {redact_url(url)!r}.")
 
 
 def _sqlalchemy_url(url: str) -> URL:
     try:
-        return make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise _bad_storage(url, f"must be {_ALLOWED_FORMS}") from None
+        parsed = make_url(url)
+    except Exception:  # ArgumentError, or ValueError from a port that is not a number
+        raise _bad_storage(
+            url,
+            f"must be {_ALLOWED_FORMS} (percent-encode ':', '/', '@', '?', '#' and spaces "
+            "in the user and password, e.g. %3A, %2F, %40)",
+        ) from None
+    password = _url_password(url)
+    if password is not None and parsed.password != unquote(password):
+        raise _bad_storage(
+            url,
+            "has a password that is not a plain URL component: percent-encode "
+            "':', '/', '@', '?', '#' and spaces in it (e.g. %3A, %2F, %40, %20)",
+        )
+    return parsed
 
 
 def _parse_sqlite(url: str) -> _StorageSpec:
@@ -281,6 +362,13 @@ def _parse_sqlite(url: str) -> _StorageSpec:
     parsed = _sqlalchemy_url(url)
     if parsed.drivername != "sqlite":
         raise _bad_storage(url, "must use the default sqlite driver (sqlite:///PATH)")
+    if parsed.host or parsed.username or parsed.port:
+        rest = url.split("://", 1)[1]
+        raise _bad_storage(
+            url,
+            "must be sqlite:///PATH with three slashes (two slashes name a host, not a file; "
+            f"did you mean sqlite:///{redact(rest)}?)",
+        )
     database = parsed.database
     if database in (None, "", ":memory:"):
         return _StorageSpec("sqlite", url, "sqlite (in memory)", None, parsed)
@@ -337,8 +425,22 @@ def _check_positive(name: str, value: int | None) -> None:
         raise ConfigError(f"{name} must be a positive number of seconds but got {value!r}.")
 
 
-def _open_sqlite(spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any]) -> RDBStorage:
+def _open_sqlite(
+    spec: _StorageSpec, *, create: bool, heartbeat: dict[str, Any], read_only: bool = False
+) -> RDBStorage:
     assert spec.sqlalchemy_url is not None
+    if read_only and spec.path is not None:
+        _check_database_file(spec, create=False)
+        path = spec.path
+        # mode=ro: SQLite refuses every write on this connection, and nothing switches the
+        # file to WAL; no BEGIN IMMEDIATE either (it would take the write lock).
+        uri = f"file:{quote(str(path))}?mode=ro"
+        engine_kwargs = {
+            "creator": lambda: sqlite3.connect(
+                uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None
+            )
+        }
+        return _open_rdb(spec, engine_kwargs=engine_kwargs, create=False, heartbeat=heartbeat)
     # pysqlite's timeout is SQLite's busy timeout: wait for a lock instead of failing.
     # isolation_level=None stops pysqlite from opening transactions itself (it would open them
     # only before a write, so a read-then-write such as claiming a WAITING trial would not be
@@ -432,7 +534,7 @@ def _open_postgres(
 ) -> RDBStorage:
     if importlib.util.find_spec("psycopg") is None:
         raise ConfigError(
-            f"--storage {redact(spec.url)!r} needs the psycopg (v3) driver: "
+            f"--storage {redact_url(spec.url)!r} needs the psycopg (v3) driver: "
             "pip install 'psycopg[binary]'"
         )
     engine_kwargs = {
@@ -480,7 +582,8 @@ def _open_rdb(
         # Optuna wraps errors raised inside its sessions in StorageInternalError; the driver's
         # error is further down the chain.
         reason = _one_line_reason(_find_dbapi_error(error) or error)
-        raise HlsTuneError(f"cannot open storage {redact(url)}: {reason}") from None
+        shown = spec.sqlalchemy_url.render_as_string(hide_password=True)
+        raise HlsTuneError(f"cannot open storage {redact(shown)}: {reason}") from None
     except RuntimeError as error:  # Optuna's table schema version check
         raise HlsTuneError(f"{spec.description}: {redact(str(error))}") from None
 
@@ -524,22 +627,47 @@ def _open_journal(spec: _StorageSpec, *, create: bool) -> JournalStorage:
     assert spec.path is not None
     # JournalFileBackend creates a missing file itself, so check before constructing it.
     _check_database_file(spec, create=create)
+    _check_journal_complete(spec.path)
     try:
         return JournalStorage(JournalFileBackend(str(spec.path)))
     except (OSError, ValueError) as error:
         raise HlsTuneError(f"cannot open journal {spec.path}: {error}") from None
 
 
+def _check_journal_complete(path: Path) -> None:
+    """Refuses a journal whose last record is cut off (a full disk, a copy interrupted):
+    Optuna would skip it silently and the next write would be appended to the broken line."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with path.open("rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise HlsTuneError(f"cannot read journal {path}: {error.strerror or error}") from None
+    if tail.endswith(b"\n"):
+        return
+    keep = size - (len(tail) - tail.rfind(b"\n") - 1) if b"\n" in tail else 0
+    raise HlsTuneError(
+        f"journal {path} ends in an incomplete record (the file was cut at byte {size}); "
+        f"restore it from a backup, or drop the broken record with `truncate -s {keep} {path}` "
+        "(that record's change is lost). Nothing was written."
+    )
+
+
 def _open_grpc(spec: _StorageSpec) -> BaseStorage:
     proxy_class = getattr(optuna.storages, "GrpcStorageProxy", None)  # Optuna >= 4.2
     if proxy_class is None:
         raise ConfigError(
-            f"--storage {redact(spec.url)!r} needs Optuna >= 4.2 (GrpcStorageProxy) "
+            f"--storage {redact_url(spec.url)!r} needs Optuna >= 4.2 (GrpcStorageProxy) "
             f"but Optuna {optuna.__version__} is installed"
         )
     if importlib.util.find_spec("grpc") is None:
         raise ConfigError(
-            f"--storage {redact(spec.url)!r} needs the grpcio package: pip install grpcio"
+            f"--storage {redact_url(spec.url)!r} needs the grpcio package: pip install grpcio"
         )
     proxy = proxy_class(host=spec.host, port=spec.port)
     try:

@@ -30,6 +30,7 @@ PRESET_ATTR = "hls_tune:preset"
 STUDY_HASH_ATTR = "hls_tune:sha256"
 METRIC_ATTR = "hls_tune:metric"
 BUDGET_ATTR = "hls_tune:n_trials"
+QUEUE_COMPLETE_ATTR = "hls_tune:queue_complete"  # False while `study create` queues
 RETRIED_FROM_ATTR = "failed_trial"  # set by optuna's RetryFailedTrialCallback
 # Trial system attributes: the markers of hls-tune's own trials, and what a finished trial
 # stores beyond the few user attributes a person reads at a glance.
@@ -183,16 +184,20 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     Returns:
         The study name and whether it was created now.
     """
-    name = name or study_file.study.name
-    if not name.strip():
-        raise ConfigError(f"--name must be a non-empty string but got {name!r}.")
+    from hls_tune.study.config import check_study_name
+
+    name = check_study_name("--name", name if name is not None else study_file.study.name)
     storage = open_storage(url, create=True)
     if name in study_names(storage):
         existing = optuna.load_study(study_name=name, storage=storage)
         stored_attrs = study_system_attrs(existing) | existing.user_attrs
         stored = stored_attrs.get(STUDY_FILE_ATTR)
         if stored_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
-            return name, False
+            if stored_attrs.get(QUEUE_COMPLETE_ATTR, True):
+                return name, False
+            # An earlier `study create` was interrupted while queueing: finish the queue.
+            _queue(existing, study_file)
+            return name, True
         diff = "".join(
             difflib.unified_diff(
                 (stored or "").splitlines(keepends=True),
@@ -220,21 +225,34 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([study_file.study.metric])
+    # The study file is stored before the queue, so an interrupted create leaves a study that
+    # `study create` completes and `study delete` removes.
     study_id = study._study_id
+    storage.set_study_system_attr(study_id, QUEUE_COMPLETE_ATTR, False)
     storage.set_study_system_attr(study_id, STUDY_FILE_ATTR, study_file.text)
     storage.set_study_system_attr(study_id, STUDY_HASH_ATTR, study_file.sha256)
     study.set_user_attr(METRIC_ATTR, study_file.study.metric)
     study.set_user_attr(BUDGET_ATTR, study_file.study.n_trials)
+    _queue(study, study_file)
+    return name, True
+
+
+def _queue(study: optuna.Study, study_file: StudyFile) -> None:
+    """Queues what is missing of the budget (all of it for a new study): the paper-reading
+    preset first where the space can express it, then tickets without parameters."""
+    storage = study._storage
+    have = len(study.get_trials(deepcopy=False))
     preset = paper_reading_params(study_file)
     study.set_user_attr(PRESET_ATTR, "paper_reading" if preset is not None else "none")
-    if preset is not None:
+    if preset is not None and have == 0:
         # The paper's reading is measured first, next to whatever the sampler finds; it is
         # the first ticket of the budget, marked as hls-tune's like the others.
         study.enqueue_trial(preset, user_attrs={PRESET_ATTR: "paper_reading"})
         [first] = study.get_trials(deepcopy=False)
         storage.set_trial_system_attr(first._trial_id, QUEUED_ATTR, True)
-    queue_budget(study, study_file.study.n_trials - (preset is not None))
-    return name, True
+        have = 1
+    queue_budget(study, max(0, study_file.study.n_trials - have))
+    storage.set_study_system_attr(study._study_id, QUEUE_COMPLETE_ATTR, True)
 
 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:

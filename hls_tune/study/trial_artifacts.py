@@ -21,6 +21,7 @@ from optuna.artifacts import upload_artifact
 from hls_tune.engine import plots
 from hls_tune.engine.nas.genotype import Genotype
 from hls_tune.engine.results import EpochMetrics
+from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.engine.settings import SearchConfig
 
 _logger = logging.getLogger("hls_tune.study.trial_artifacts")
@@ -126,7 +127,7 @@ def trial_artifact_files(
                 )
         rows = genotype_rows(genotype, history[-1].alphas if history else None)
         jsonl = out / "genotype.jsonl"
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
         files.append(jsonl)
     if history:
         kept = {}

@@ -6,7 +6,6 @@ Every source yields a training set and a balanced test set; long-tailing happens
 from __future__ import annotations
 
 import difflib
-import pickle
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hls_tune.engine.data.safe_pickle import load_cifar_pickle
 from hls_tune.errors import ConfigError
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
@@ -320,12 +320,8 @@ def _find_cifar_folder(root: Path, folder_name: str, needed: Sequence[str]) -> P
 
 
 def _read_pickle(path: Path) -> dict:
-    # The CIFAR archive is a set of pickles; like torchvision, we trust the files under root.
-    try:
-        with path.open("rb") as f:
-            content = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise ConfigError(f"data.root: cannot read {path} as a CIFAR pickle ({error}).") from error
+    # The CIFAR archive is a set of pickles; a restricted unpickler rebuilds only plain data.
+    content = load_cifar_pickle(path)
     if not isinstance(content, dict):
         raise ConfigError(
             f"data.root: {path} holds a {type(content).__name__}; expected a CIFAR dict."
@@ -347,8 +343,13 @@ def _decode(name: bytes | str) -> str:
 
 def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
     content = _read_pickle(path)
-    data = np.asarray(_field(content, b"data", path))
-    labels = np.asarray(_field(content, label_key, path), dtype=np.int64)
+    try:
+        data = np.asarray(_field(content, b"data", path))
+        labels = np.asarray(_field(content, label_key, path), dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ConfigError(
+            f"data.root: {path} has data or labels that are not arrays of numbers ({error})."
+        ) from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ConfigError(
             f"data.root: {path} has data of dtype {data.dtype} and shape {data.shape}; "

@@ -281,6 +281,8 @@ class Genotype:
             raise ConfigError(
                 f"genotype: not valid JSON (line {err.lineno} column {err.colno}: {err.msg})."
             ) from None
+        except RecursionError:
+            raise ConfigError("genotype: not valid JSON (nested too deeply).") from None
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -289,7 +291,9 @@ class Genotype:
         Args:
             path: destination file, conventionally ``*.json``.
         """
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        from hls_tune.engine.safe_io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Genotype:

@@ -124,7 +124,7 @@ def _from_text(text: str, where: str, name: str | None, *, json_only: bool) -> G
 def _python_module(text: str) -> ast.Module | None:
     try:
         return ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
@@ -135,6 +135,8 @@ def _from_json(text: str, where: str) -> Genotype:
         raise ConfigError(
             f"{where}: not valid JSON (line {err.lineno} column {err.colno}: {err.msg})."
         ) from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid JSON (nested too deeply).") from None
     if isinstance(document, Mapping) and "genotype" in document:
         document = document["genotype"]
     try:
