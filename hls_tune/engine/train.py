@@ -50,7 +50,7 @@ from hls_tune.engine.settings import (
     check_range,
     did_you_mean,
 )
-from hls_tune.errors import ConfigError, NonFiniteLossError
+from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -340,6 +340,7 @@ class _Training:
         self.config = config
         self.data = data
         self.device = device
+        self.should_stop: Callable[[], bool] | None = None
         torch.manual_seed(config.seed)
         self.model = build_network(
             genotype, config, data.in_channels, data.num_classes, data.image_size
@@ -411,6 +412,8 @@ class _Training:
         accuracies = torch.zeros(steps, device=self.device)
         for step in range(steps):
             progress = (epoch * steps + step) / (config.epochs * steps)
+            if self.should_stop is not None and self.should_stop():
+                raise SearchInterrupted(epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             loss, accuracy = self._loss(progress)
             loss.backward()
@@ -484,6 +487,8 @@ def train(
     *,
     data: LongTailData | None = None,
     out: str | Path | None = None,
+    on_resume: Callable[[list[TrainEpoch]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Trains `genotype` from scratch and evaluates it on the balanced test set.
 
@@ -495,9 +500,14 @@ def train(
         data: prepared long-tailed data (default: built from `config.data`, cached).
         out: directory for ``checkpoint.pt`` (written every epoch; an existing one is
             resumed), ``metrics.json`` and ``genotype.json``.
+        on_resume: called once with the restored epochs when a checkpoint is resumed, so a
+            caller can re-report what an interrupted run had measured.
+        should_stop: polled before every step; True raises SearchInterrupted and the last
+            epoch checkpoint stands.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
+        SearchInterrupted: `should_stop` asked the run to stop.
         ConfigError: bad settings or data, or a checkpoint of a different run in `out`.
 
     Example:
@@ -511,12 +521,15 @@ def train(
     device = resolve_device(config.device)
     data = data if data is not None else prepare_data(config.data)
     run = _Training(genotype, config, data, device)
+    run.should_stop = should_stop
     out_dir = Path(out) if out is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
     start, history, elapsed, resumed = 0, [], 0.0, None
     if checkpoint is not None and checkpoint.exists():
         start, history, elapsed = run.load(load_checkpoint(checkpoint), checkpoint)
         resumed = start
+        if on_resume is not None:
+            on_resume(list(history))
     stopped = False
     for epoch in range(start, config.epochs):
         started = time.perf_counter()

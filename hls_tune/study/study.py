@@ -41,6 +41,10 @@ def make_sampler(study_file: StudyFile) -> optuna.samplers.BaseSampler:
     def build(seed: int | None) -> optuna.samplers.BaseSampler:
         if settings.type == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if settings.type == "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed, population_size=settings.population_size
+            )
         return optuna.samplers.TPESampler(
             seed=seed,
             multivariate=settings.multivariate,
@@ -189,10 +193,12 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
             f"create a new study instead, e.g. --name {name}-{suffix}. Differences:\n"
             + diff.rstrip()
         )
+    settings = study_file.study
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        direction=study_file.study.direction,
+        direction=None if settings.multi_objective else settings.direction,
+        directions=list(settings.directions) if settings.directions else None,
         sampler=make_sampler(study_file),
     )
     queue_budget(study, study_file.study.n_trials)
@@ -294,8 +300,16 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 
 def ranked_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
-    """The best `top_k` COMPLETE trials, best first (ties: lower trial number first)."""
+    """The best `top_k` COMPLETE trials, best first (ties: lower trial number first).
+
+    In a multi-objective study: by the first objective (the architecture's accuracy).
+    """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    key = (lambda t: (-t.value, t.number)) if reverse else (lambda t: (t.value, t.number))
-    return sorted(complete, key=key)[:top_k]
+    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    sign = -1.0 if reverse else 1.0
+    return sorted(complete, key=lambda t: (sign * t.values[0], t.number))[:top_k]
+
+
+def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front of a multi-objective study (Optuna's `best_trials`), by number."""
+    return sorted(study.best_trials, key=lambda t: t.number)
