@@ -11,7 +11,7 @@ from hls_tune.cli._base import (
     cli,
     storage_option,
 )
-from hls_tune.errors import HlsTuneError
+from hls_tune.errors import ConfigError, HlsTuneError
 
 
 @cli.command()
@@ -40,15 +40,27 @@ from hls_tune.errors import HlsTuneError
     help="JSON files, a DARTS genotypes.py, or both.",
 )
 @click.option("--force", is_flag=True, help="Overwrite files whose content differs.")
+@click.option(
+    "--pareto",
+    is_flag=True,
+    help="Export the Pareto front of a multi-objective study (and pareto.json) "
+    "instead of the top-k.",
+)
 def export(
-    study_name: str, storage: str | None, top_k: int, out: Path, fmt: str, force: bool
+    study_name: str,
+    storage: str | None,
+    top_k: int,
+    out: Path,
+    fmt: str,
+    force: bool,
+    pareto: bool,
 ) -> None:
-    """Export the best genotypes of a study."""
+    """Export the best genotypes of a study (or its Pareto front)."""
     from hls_tune.study.export import export_study
     from hls_tune.study.study import load_study
 
     loaded = load_study(_storage_url(storage), study_name)
-    for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
+    for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force, pareto=pareto):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
 
 
@@ -118,6 +130,11 @@ def report(study_name: str, storage: str | None, out: Path, top_k: int) -> None:
     from hls_tune.study.study import load_study
 
     loaded = load_study(_storage_url(storage), study_name)
+    if loaded.study_file.study.multi_objective:
+        raise ConfigError(
+            f"report draws single-objective studies, but study {study_name!r} is "
+            "multi-objective (study.directions); use `hls-tune export --pareto` for its front."
+        )
     page = write_report(loaded.study, out, top_k=top_k)
     images = sorted(out.glob("*.png"))
     click.echo(f"wrote {page} and {len(images)} PNG files in {out}")

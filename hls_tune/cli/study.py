@@ -60,7 +60,8 @@ def study_list(storage: str | None) -> None:
         loaded = optuna.load_study(study_name=summary.study_name, storage=storage_obj)
         trials = loaded.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.is_finished()]
-        best = loaded.best_value if any(t.state.name == "COMPLETE" for t in trials) else None
+        complete = any(t.state.name == "COMPLETE" for t in trials)
+        best = loaded.best_value if complete and len(loaded.directions) == 1 else None
         rows.append(
             (
                 summary.study_name,
@@ -95,21 +96,30 @@ def study_show(name: str, storage: str | None, top_k: int) -> None:
     loaded = load_study(_storage_url(storage), name)
     counts = state_counts(loaded.study)
     settings = loaded.study_file.study
-    click.echo(
-        f"study {name!r}: {settings.direction} {settings.metric}, budget {settings.n_trials}"
-    )
+    goal = f"{settings.direction} {settings.metric}"
+    if settings.multi_objective:
+        directions = settings.directions or ()
+        goal = (
+            f"{directions[0]} architecture_{settings.metric}, "
+            f"{directions[1]} {settings.size_objective} (Pareto front: export --pareto)"
+        )
+    elif settings.objective == "architecture":
+        goal = f"{settings.direction} architecture_{settings.metric}"
+    click.echo(f"study {name!r}: {goal}, budget {settings.n_trials}")
     click.echo("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     best = ranked_trials(loaded.study, top_k)
     if not best:
         click.echo("no complete trial yet")
         return
     top = best[0]
-    click.echo(f"best: trial {top.number} value {top.value:.4f}")
+    click.echo(f"best: trial {top.number} value {_values(top)}")
     keys = sorted({k for t in best for k in t.params})
-    rows = [
-        (str(t.number), f"{t.value:.4f}", *(_short(t.params.get(k)) for k in keys)) for t in best
-    ]
+    rows = [(str(t.number), _values(t), *(_short(t.params.get(k)) for k in keys)) for t in best]
     _table(("trial", "value", *keys), rows)
+
+
+def _values(trial: Any) -> str:
+    return ", ".join(f"{v:.4f}" if abs(v) < 1e4 else f"{v:.0f}" for v in trial.values)
 
 
 def _short(value: Any) -> str:
