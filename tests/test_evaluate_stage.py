@@ -148,7 +148,17 @@ def test_study_create_rejects_a_bad_evaluate_table_with_exit_2_and_writes_nothin
 
 @pytest.mark.slow
 def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_path):
-    path = _write(tmp_path, 'objective = "architecture"\nmetric = "val_balanced_accuracy"\n')
+    path = _write(
+        tmp_path, 'objective = "architecture"\nmetric = "val_balanced_accuracy"\n', epochs=6
+    )
+    # A supernet that barely learns (tiny weight LR) and a trained network that does, so
+    # that the two figures differ and the value shows which one it is.
+    text = path.read_text().replace("weight_lr = 0.1", "weight_lr = 0.0001\nweight_lr_min = 0.0")
+    text = text.replace("max_per_class = 30", "max_per_class = 100")
+    text = text.replace(
+        "channels = 4\nlayers = 3\nepochs = 6", "channels = 8\nlayers = 3\nepochs = 6"
+    )
+    path.write_text(text.replace("lr = 0.05", "lr = 0.1"), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
     worker = hls_tune(*_worker(url, tmp_path / "ckpt"))
@@ -159,17 +169,20 @@ def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_p
     seeds = attrs["architecture_val_balanced_accuracy_seeds"]
     assert len(seeds) == 2
     assert attrs["architecture_val_balanced_accuracy"] == pytest.approx(sum(seeds) / 2)
+    assert attrs["architecture_val_balanced_accuracy"] > attrs["supernet_val_balanced_accuracy"]
     assert trial.value == attrs["architecture_val_balanced_accuracy"]
     # the search's own figure is recorded too (and is the last search epoch's)
     assert attrs["supernet_val_balanced_accuracy"] == attrs["metrics"]["val_balanced_accuracy"]
     assert attrs["architecture_params"] > 0 and attrs["architecture_madds"] > 0
-    assert set(attrs["architecture_shot_accuracy"]) == {"many", "medium", "few"}
+    assert attrs["architecture_shot_accuracy"]
+    assert set(attrs["architecture_shot_accuracy"]) <= {"many", "medium", "few"}
     for key in ("architecture_test_accuracy", "architecture_test_balanced_accuracy"):
         assert 0.0 <= attrs[key] <= 1.0
     assert attrs["search_seconds"] > 0 and attrs["evaluate_seconds"] > 0
-    # search epochs 0-1, then evaluation seed 0 epochs 0-1 (steps 2-3), seed 1 (steps 4-5)
-    assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4, 5]
-    assert trial.intermediate_values[5] == pytest.approx(seeds[1])
+    # search epochs 0-1, then evaluation seed 0 epochs 0-5 (steps 2-7), seed 1 (steps 8-13)
+    assert sorted(trial.intermediate_values) == list(range(2 + 2 * 6))
+    assert trial.intermediate_values[7] == pytest.approx(seeds[0])
+    assert trial.intermediate_values[13] == pytest.approx(seeds[1])
     assert not any((tmp_path / "ckpt").rglob("*.pt"))  # both stages' checkpoints are gone
 
 
