@@ -11,6 +11,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from optuna_dashboard import get_note
 
 from hls_tune.errors import ConfigError
 from hls_tune.study.config import parse_study_text
@@ -161,9 +162,10 @@ def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_p
     path.write_text(text.replace("lr = 0.05", "lr = 0.1"), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
-    worker = hls_tune(*_worker(url, tmp_path / "ckpt"))
+    worker = hls_tune(*_worker(url, tmp_path / "ckpt", "--artifacts", str(tmp_path / "art")))
     assert worker.returncode == 0, worker.stderr
-    (trial,) = _study(url).get_trials()
+    study = _study(url)
+    (trial,) = study.get_trials()
     attrs = trial.user_attrs
     assert trial.state == TrialState.COMPLETE
     seeds = attrs["architecture_val_balanced_accuracy_seeds"]
@@ -184,6 +186,11 @@ def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_p
     assert trial.intermediate_values[7] == pytest.approx(seeds[0])
     assert trial.intermediate_values[13] == pytest.approx(seeds[1])
     assert not any((tmp_path / "ckpt").rglob("*.pt"))  # both stages' checkpoints are gone
+    note = get_note(optuna.trial.Trial(study, trial._trial_id))
+    for name in ("supernet_val_balanced_accuracy", "architecture_val_balanced_accuracy"):
+        assert f"| `{name}` | {attrs[name]:.4g} |" in note
+    for name in ("architecture_params", "architecture_madds"):
+        assert f"| `{name}` | {attrs[name]} |" in note
 
 
 @pytest.mark.slow

@@ -361,7 +361,10 @@ class Objective:
         if resumed is not None:
             trial.set_user_attr(RESUMED_ATTR, resumed)
         self._remove_checkpoints(checkpoint, eval_dir)
-        note = result.metrics() | {k: v for k, v in attrs.items() if not k.endswith("_seeds")}
+        note = result.metrics() | {
+            "supernet_val_balanced_accuracy": result.val_balanced_accuracy,
+            **{k: v for k, v in attrs.items() if not k.endswith("_seeds")},
+        }
         self._upload_artifacts(trial, config, result.history, "complete", note)
         architecture = float(attrs[f"architecture_{self.metric}"])
         study = self.study_file.study
