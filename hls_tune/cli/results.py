@@ -13,7 +13,7 @@ from hls_tune.cli._base import (
     study_option,
     warn_if_exposed,
 )
-from hls_tune.errors import HlsTuneError
+from hls_tune.errors import ConfigError, HlsTuneError
 
 
 @cli.command()
@@ -42,17 +42,29 @@ from hls_tune.errors import HlsTuneError
     help="JSON files, a DARTS genotypes.py, or both.",
 )
 @click.option("--force", is_flag=True, help="Overwrite files whose content differs.")
+@click.option(
+    "--pareto",
+    is_flag=True,
+    help="Export the Pareto front of a multi-objective study (and pareto.json) "
+    "instead of the top-k.",
+)
 def export(
-    study_name: str, storage: str | None, top_k: int, out: Path, fmt: str, force: bool
+    study_name: str,
+    storage: str | None,
+    top_k: int,
+    out: Path,
+    fmt: str,
+    force: bool,
+    pareto: bool,
 ) -> None:
-    """Export the best genotypes of a study."""
+    """Export the best genotypes of a study (or its Pareto front)."""
     from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.export import export_study
     from hls_tune.study.study import foreign_note, load_study, own_trials
 
     check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
-    for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force):
+    for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force, pareto=pareto):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
     ignored = foreign_note(own_trials(loaded.study)[1])
     if ignored:
@@ -126,6 +138,11 @@ def report(
 
     check_output_dir("--out", out)
     loaded = load_study(_storage_url(storage), study_name)
+    if loaded.study_file.study.multi_objective:
+        raise ConfigError(
+            f"report draws single-objective studies, but study {study_name!r} is "
+            "multi-objective (study.directions); use `hls-tune export --pareto` for its front."
+        )
     artifact_dir = Path(_artifacts_dir(artifacts))
     # Read only: a missing directory is reported, never created.
     store = FileSystemArtifactStore(artifact_dir) if artifact_dir.is_dir() else None

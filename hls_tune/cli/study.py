@@ -107,7 +107,8 @@ def study_list(storage: str | None, as_json: bool) -> None:
         loaded = optuna.load_study(study_name=summary.study_name, storage=storage_obj)
         trials = loaded.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.is_finished()]
-        best = loaded.best_value if any(t.state.name == "COMPLETE" for t in trials) else None
+        complete = any(t.state.name == "COMPLETE" for t in trials)
+        best = loaded.best_value if complete and len(loaded.directions) == 1 else None
         records.append(
             {
                 "study": summary.study_name,
@@ -172,21 +173,38 @@ def study_show(
     foreign = own_trials(loaded.study)[1]
     settings = loaded.study_file.study
     best = ranked_trials(loaded.study, top_k)
+    goal = f"{settings.direction} {settings.metric}"
+    if settings.multi_objective:
+        directions = settings.directions or ()
+        goal = (
+            f"{directions[0]} architecture_{settings.metric}, "
+            f"{directions[1]} {settings.size_objective} (Pareto front: export --pareto)"
+        )
+    elif settings.objective == "architecture":
+        goal = f"{settings.direction} architecture_{settings.metric}"
     if as_json:
         document = {
             "study": name,
             "direction": settings.direction,
+            "directions": list(settings.directions) if settings.multi_objective else None,
+            "objective": settings.objective,
             "metric": settings.metric,
             "budget": settings.n_trials,
             "trials": {s: n for s, n in counts.items() if n},
             "ignored_foreign_trials": foreign,
-            "best": [{"trial": t.number, "value": t.value, "params": t.params} for t in best],
+            "best": [
+                {
+                    "trial": t.number,
+                    "value": t.values[0] if len(t.values or ()) == 1 else None,
+                    "values": t.values,
+                    "params": t.params,
+                }
+                for t in best
+            ],
         }
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(
-        f"study {name!r}: {settings.direction} {settings.metric}, budget {settings.n_trials}"
-    )
+    click.echo(f"study {name!r}: {goal}, budget {settings.n_trials}")
     click.echo("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
     if foreign:
         click.echo(foreign_note(foreign))
@@ -194,12 +212,14 @@ def study_show(
         click.echo("no complete trial yet")
         return
     top = best[0]
-    click.echo(f"best: trial {top.number} value {top.value:.4f}")
+    click.echo(f"best: trial {top.number} value {_values(top)}")
     keys = sorted({k for t in best for k in t.params})
-    rows = [
-        (str(t.number), f"{t.value:.4f}", *(_short(t.params.get(k)) for k in keys)) for t in best
-    ]
+    rows = [(str(t.number), _values(t), *(_short(t.params.get(k)) for k in keys)) for t in best]
     _table(("trial", "value", *keys), rows)
+
+
+def _values(trial: Any) -> str:
+    return ", ".join(f"{v:.4f}" if abs(v) < 1e4 else f"{v:.0f}" for v in trial.values)
 
 
 def _short(value: Any) -> str:

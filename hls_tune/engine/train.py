@@ -51,7 +51,7 @@ from hls_tune.engine.settings import (
     check_choice,
     check_range,
 )
-from hls_tune.errors import ConfigError, NonFiniteLossError
+from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -296,6 +296,7 @@ class _Training:
         self.data = data
         self.device = device
         self.on_step: StepHook | None = None
+        self.should_stop: Callable[[], bool] | None = None
         torch.manual_seed(config.seed)
         self.model = build_network(
             genotype, config, data.in_channels, data.num_classes, data.image_size
@@ -368,6 +369,8 @@ class _Training:
         accuracies = torch.zeros(steps, device=self.device)
         for step in range(steps):
             progress = (epoch * steps + step) / (config.epochs * steps)
+            if self.should_stop is not None and self.should_stop():
+                raise SearchInterrupted(epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             loss, accuracy = self._loss(progress)
             loss.backward()
@@ -444,6 +447,8 @@ def train(
     data: LongTailData | None = None,
     out: str | Path | None = None,
     on_step: StepHook | None = None,
+    on_resume: Callable[[list[TrainEpoch]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Trains `genotype` from scratch and evaluates it on the balanced test set.
 
@@ -456,9 +461,14 @@ def train(
         out: directory for ``checkpoint.pt`` (written every epoch; an existing one is
             resumed), ``metrics.json`` and ``genotype.json``.
         on_step: called after every step with (epoch, step, steps, images) (progress bars).
+        on_resume: called once with the restored epochs when a checkpoint is resumed, so a
+            caller can re-report what an interrupted run had measured.
+        should_stop: polled before every step; True raises SearchInterrupted and the last
+            epoch checkpoint stands.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
+        SearchInterrupted: `should_stop` asked the run to stop.
         ConfigError: bad settings or data, or a checkpoint of a different run in `out`.
 
     Example:
@@ -473,12 +483,15 @@ def train(
     data = data if data is not None else prepare_data(config.data)
     run = _Training(genotype, config, data, device)
     run.on_step = on_step
+    run.should_stop = should_stop
     out_dir = Path(out) if out is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
     start, history, elapsed, resumed = 0, [], 0.0, None
     if checkpoint is not None and checkpoint.exists():
         start, history, elapsed = run.load(load_checkpoint(checkpoint), checkpoint)
         resumed = start
+        if on_resume is not None:
+            on_resume(list(history))
     stopped = False
     for epoch in range(start, config.epochs):
         started = time.perf_counter()

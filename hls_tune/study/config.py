@@ -10,6 +10,10 @@ A study file has four tables:
   table ``{ low, high, log?, step?, default? }`` (``{ choices = [...], default? }`` also
   works). Keys are engine keys, the HLS schedule keys, the span keys and, under
   ``[space.data]``, data keys. A key is set in one table only.
+- ``[evaluate]`` (optional) the second stage of a trial: the derived genotype trained from
+  scratch with a proxy recipe (`EvaluateSettings`); ``[study] objective`` says which
+  stage's accuracy is the trial's value, ``[study] directions`` makes the study
+  multi-objective (architecture accuracy and its size).
 
 The second breakpoint of each level is sampled as its span ∈ [0, 1]
 (``alpha_lr_span``, ``backbone_alpha_lr_span``, ``head_conventional_alpha_lr_span``, ...)
@@ -48,12 +52,16 @@ from hls_tune.errors import ConfigError
 
 METRICS = ("val_accuracy", "val_balanced_accuracy")
 DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "random", "grid", "nsga2")
+OBJECTIVES = ("supernet", "architecture")
+SIZE_OBJECTIVES = ("architecture_params", "architecture_madds")
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 SAMPLER_KEYS = {
     "tpe": ("type", "seed", "multivariate", "n_startup_trials", "group", "constant_liar"),
     "random": ("type", "seed"),
     "grid": ("type", "seed"),
+    "nsga2": ("type", "seed", "population_size"),
 }
 PRUNER_KEYS = {
     "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
@@ -62,6 +70,17 @@ PRUNER_KEYS = {
     "none": (),
 }
 PATIENT_KEYS = ("patience", "min_delta")
+STUDY_KEYS = (
+    "name",
+    "direction",
+    "metric",
+    "n_trials",
+    "sampler",
+    "pruner",
+    "objective",
+    "directions",
+    "size_objective",
+)
 
 SCHEDULE_KEYS = tuple(f.name for f in dataclasses.fields(HLSSchedule))
 ENGINE_KEYS = tuple(
@@ -133,6 +152,7 @@ class SamplerSettings:
     n_startup_trials: int = 10
     group: bool = False
     constant_liar: bool = True
+    population_size: int = 50
 
 
 @dataclass(frozen=True)
@@ -147,7 +167,14 @@ class PrunerSettings:
 
 @dataclass(frozen=True)
 class StudySettings:
-    """The [study] table."""
+    """The [study] table.
+
+    `objective` says whose accuracy is the trial's value: the supernet's at the end of the
+    search (`supernet`) or the mean over seeds of the derived architecture trained by the
+    [evaluate] stage (`architecture`). `directions` (two entries) makes the study
+    multi-objective over (architecture accuracy, `size_objective`); `direction` is then
+    unused.
+    """
 
     name: str
     direction: str = "maximize"
@@ -155,6 +182,49 @@ class StudySettings:
     n_trials: int = 20
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
+    objective: str = "supernet"
+    directions: tuple[str, ...] | None = None
+    size_objective: str = "architecture_params"
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study optimises (accuracy, size) rather than one value."""
+        return self.directions is not None
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The [evaluate] table: the proxy recipe that trains a trial's derived genotype.
+
+    The network trains from scratch on the long-tailed training set (the search's weight
+    and α splits together) and is validated every epoch on the search's validation set;
+    BBN genotypes train as BBN networks with the trial's mixing-ratio form.
+
+    Args:
+        channels: C of the first cells.
+        layers: cells of the (shared) backbone.
+        epochs: training epochs per seed.
+        batch_size: images per step (per branch for BBN).
+        lr: initial SGD learning rate (cosine-annealed to 0).
+        cutout: cutout of side image/2 on or off.
+        drop_path: drop-path (growing to 0.2) on or off.
+        auxiliary: auxiliary head (weight 0.4) on or off.
+        seeds: networks trained per trial, with seeds `engine.seed + i`; their
+            figures are averaged.
+    """
+
+    channels: int = 8
+    layers: int = 5
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.025
+    cutout: bool = True
+    drop_path: bool = True
+    auxiliary: bool = True
+    seeds: int = 1
+
+
+EVALUATE_KEYS = tuple(f.name for f in dataclasses.fields(EvaluateSettings))
 
 
 @dataclass(frozen=True)
@@ -166,6 +236,7 @@ class StudyFile:
     space: Mapping[str, ParamSpec]
     text: str
     sha256: str
+    evaluate: EvaluateSettings | None = None
 
     def default_config(self) -> SearchConfig:
         """The fixed settings with every sampled parameter at its default."""
@@ -342,13 +413,20 @@ def check_study_name(key: str, name: Any) -> str:
 
 
 def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
-    _reject_unknown(raw, ("name", "direction", "metric", "n_trials", "sampler", "pruner"), "study.")
+    _reject_unknown(raw, STUDY_KEYS, "study.")
     sampler_raw = _table(raw, "sampler", "study.")
     pruner_raw = _table(raw, "pruner", "study.")
+    if "directions" in raw and "type" not in pruner_raw:
+        pruner_raw["type"] = "none"  # Optuna prunes no multi-objective trial
     sampler_type = sampler_raw.get("type", "tpe")
     check_choice("study.sampler.type", sampler_type, SAMPLERS)
     _reject_unknown(sampler_raw, SAMPLER_KEYS[sampler_type], "study.sampler.")
     sampler = build_dataclass(SamplerSettings, sampler_raw, prefix="study.sampler.")
+    if sampler.population_size < 2:
+        raise ConfigError(
+            "study.sampler.population_size must be an integer >= 2 but got "
+            f"{sampler.population_size!r}."
+        )
     pruner_type = pruner_raw.pop("type", "median")
     check_choice("study.pruner.type", pruner_type, PRUNERS)
     _reject_unknown(pruner_raw, PRUNER_KEYS[pruner_type] + PATIENT_KEYS, "study.pruner.")
@@ -384,7 +462,71 @@ def _parse_study(raw: dict[str, Any], fallback_name: str) -> StudySettings:
         raise ConfigError(
             f"study.n_trials must be an integer in [1, {MAX_TRIALS}] but got {n_trials!r}."
         )
-    return StudySettings(name, direction, metric, n_trials, sampler, pruner)
+    objective = raw.get("objective", "supernet")
+    check_choice("study.objective", objective, OBJECTIVES)
+    size_objective = raw.get("size_objective", "architecture_params")
+    check_choice("study.size_objective", size_objective, SIZE_OBJECTIVES)
+    directions = raw.get("directions")
+    if directions is not None:
+        if (
+            not isinstance(directions, list)
+            or len(directions) != 2
+            or any(d not in DIRECTIONS for d in directions)
+        ):
+            raise ConfigError(
+                f"study.directions must be two of {', '.join(DIRECTIONS)} (architecture "
+                f"accuracy, then study.size_objective) but got {directions!r}."
+            )
+        if "direction" in raw:
+            raise ConfigError(
+                "study.direction and study.directions are both set; keep one "
+                "(directions makes the study multi-objective)."
+            )
+        if objective != "architecture":
+            raise ConfigError(
+                f'study.directions needs study.objective = "architecture" (the first '
+                f"objective is the trained architecture's accuracy) but got {objective!r}."
+            )
+        if sampler_type not in MULTI_OBJECTIVE_SAMPLERS:
+            raise ConfigError(
+                f"study.sampler.type must be one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)} "
+                f"with study.directions (multi-objective) but got {sampler_type!r}."
+            )
+        if pruner_type != "none":
+            raise ConfigError(
+                f'study.pruner.type must be "none" with study.directions: Optuna does not '
+                f"prune multi-objective trials, but got {pruner_type!r}."
+            )
+        directions = tuple(directions)
+    elif "size_objective" in raw:
+        raise ConfigError(
+            f"study.size_objective = {size_objective!r} needs study.directions "
+            '(e.g. ["maximize", "minimize"]): it is the second objective.'
+        )
+    return StudySettings(
+        name,
+        direction,
+        metric,
+        n_trials,
+        sampler,
+        pruner,
+        objective=objective,
+        directions=directions,
+        size_objective=size_objective,
+    )
+
+
+def _parse_evaluate(raw: dict[str, Any]) -> EvaluateSettings:
+    """The [evaluate] table; every key checked for type and range."""
+    _reject_unknown(raw, EVALUATE_KEYS, "evaluate.")
+    hints = typing.get_type_hints(EvaluateSettings)
+    for key, value in raw.items():
+        check_type(f"evaluate.{key}", value, hints[key])
+        if hints[key] is int and value < 1:
+            raise ConfigError(f"evaluate.{key} must be an integer >= 1 but got {value!r}.")
+        if key == "lr" and not 0 < value < float("inf"):
+            raise ConfigError(f"evaluate.lr must be a number > 0 but got {value!r}.")
+    return EvaluateSettings(**raw)
 
 
 def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
@@ -404,12 +546,18 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
         raise ConfigError(f"{source}: not valid TOML ({exc}).") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid TOML (nested too deeply).") from None
-    _reject_unknown(raw, ("study", "data", "engine", "space"), "")
+    _reject_unknown(raw, ("study", "data", "engine", "space", "evaluate"), "")
     if "study" not in raw:
         raise ConfigError(
             f'{source}: the [study] table is required, with at least name = "..." in it.'
         )
     study = _parse_study(_table(raw, "study", ""), Path(source).stem)
+    evaluate = _parse_evaluate(_table(raw, "evaluate", "")) if "evaluate" in raw else None
+    if study.objective == "architecture" and evaluate is None:
+        raise ConfigError(
+            'study.objective = "architecture" needs an [evaluate] table (the stage that '
+            'trains the derived architecture); add one or use objective = "supernet".'
+        )
     data_raw = _table(raw, "data", "")
     engine_raw = _table(raw, "engine", "")
     space_raw = _table(raw, "space", "")
@@ -435,6 +583,7 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
         space=space,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
+        evaluate=evaluate,
     )
     study_file.default_config()  # the fixed values must combine into a valid config
     _check_levels(study_file)

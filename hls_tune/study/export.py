@@ -24,6 +24,7 @@ from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
 from hls_tune.study.study import (
     LoadedStudy,
+    pareto_trials,
     ranked_trials,
     trial_config,
     trial_genotype,
@@ -51,16 +52,46 @@ def genotype_record(loaded: LoadedStudy, trial: optuna.trial.FrozenTrial) -> dic
         "reduce": [list(e) for e in genotype.reduce],
         "reduce_concat": list(genotype.reduce_concat),
     }
-    return {
+    settings = loaded.study_file.study
+    record = {
         "study": loaded.study.study_name,
         "trial": trial.number,
-        "value": trial.value,
-        "metric": loaded.study_file.study.metric,
+        "value": trial.values[0] if trial.values else None,
+        "metric": settings.metric,
         "params": trial.params,
         "config": trial_config(trial) or None,
         "metrics": trial_metrics(trial) or None,
         "genotype": genotype.to_dict(),
         "backbone": backbone,
+    }
+    if settings.multi_objective:
+        record["values"] = trial.values
+        record["objectives"] = [f"architecture_{settings.metric}", settings.size_objective]
+    return record
+
+
+def pareto_record(loaded: LoadedStudy, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+    """`pareto.json`: the front of a multi-objective study, one entry per trial."""
+    settings = loaded.study_file.study
+    names = [f"architecture_{settings.metric}", settings.size_objective]
+    return {
+        "study": loaded.study.study_name,
+        "objectives": names,
+        "directions": list(settings.directions or ()),
+        "front": [
+            {
+                "trial": t.number,
+                "values": dict(zip(names, t.values, strict=True)),
+                "architecture_params": t.user_attrs.get("architecture_params"),
+                "architecture_madds": t.user_attrs.get("architecture_madds"),
+                "supernet_val_balanced_accuracy": t.user_attrs.get(
+                    "supernet_val_balanced_accuracy"
+                ),
+                "params": t.params,
+                "genotype": trial_genotype(t),
+            }
+            for t in trials
+        ],
     }
 
 
@@ -83,24 +114,42 @@ def _inside(out: Path, name: str) -> Path:
     return out.resolve() / name
 
 
-def plan_export(loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str) -> dict[Path, str]:
-    """Every file the export would write, with its content (nothing is written)."""
+def plan_export(
+    loaded: LoadedStudy, *, top_k: int, out: Path, fmt: str, pareto: bool = False
+) -> dict[Path, str]:
+    """Every file the export would write, with its content (nothing is written).
+
+    With `pareto` the trials are the Pareto front of a multi-objective study (not the
+    `top_k` best) and `pareto.json` lists the front.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)} but got {fmt!r}.")
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1 but got {top_k}.")
-    trials = [t for t in ranked_trials(loaded.study, top_k) if trial_genotype(t) is not None]
+    if pareto and not loaded.study_file.study.multi_objective:
+        raise ConfigError(
+            f"--pareto needs a multi-objective study, but study {loaded.study.study_name!r} "
+            'has one objective; set [study] directions = ["maximize", "minimize"] '
+            "in its study file."
+        )
+    if pareto:
+        trials = [t for t in pareto_trials(loaded.study) if trial_genotype(t) is not None]
+    else:
+        trials = [t for t in ranked_trials(loaded.study, top_k) if trial_genotype(t) is not None]
     if not trials:
         raise HlsTuneError(
             f"study {loaded.study.study_name!r} has no complete trial with a genotype yet."
         )
     stem = safe_name(loaded.study.study_name)
     files: dict[Path, str] = {}
+    if pareto:
+        document = pareto_record(loaded, trials)
+        files[_inside(out, "pareto.json")] = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if fmt in ("json", "both"):
         for rank, trial in enumerate(trials):
             text = json.dumps(genotype_record(loaded, trial), indent=2, sort_keys=True) + "\n"
             files[_inside(out, f"{stem}-trial{trial.number}.json")] = text
-            if rank == 0:
+            if rank == 0 and not pareto:
                 files[_inside(out, "best.json")] = text
     if fmt in ("py", "both"):
         name = loaded.study.study_name
@@ -148,11 +197,13 @@ def export_study(
     out: str | Path = "genotypes",
     fmt: str = "both",
     force: bool = False,
+    pareto: bool = False,
 ) -> list[ExportedFile]:
-    """Writes the best `top_k` genotypes; idempotent; refuses to overwrite a different
-    file unless `force` (checked for every file before any is written)."""
+    """Writes the best `top_k` genotypes (with `pareto`: the Pareto front); idempotent;
+    refuses to overwrite a different file unless `force` (checked for every file before
+    any is written)."""
     out = Path(out)
-    files = plan_export(loaded, top_k=top_k, out=out, fmt=fmt)
+    files = plan_export(loaded, top_k=top_k, out=out, fmt=fmt, pareto=pareto)
     conflicts = [
         p
         for p, text in files.items()

@@ -93,7 +93,7 @@ def progress_line(study: optuna.Study, budget: int) -> str:
     counts = state_counts(study)
     try:
         best = f"{study.best_value:.4f}"
-    except ValueError:
+    except (ValueError, RuntimeError):  # no complete trial; a multi-objective study
         best = "-"
     return (
         f"progress {trials_done(study)}/{budget}: {counts['complete']} complete, "

@@ -4,12 +4,20 @@ A trial's user attributes hold what a person reads at a glance in `optuna trials
 dashboard (final metrics, shot accuracies, time, why it failed); its engine settings, genotype,
 full metrics and per-epoch curves are system attributes (`hls_tune:*`), read back through
 `study.trial_config`, `trial_genotype`, `trial_metrics` and `trial_history`.
+
+With an [evaluate] table a trial has a second stage: the derived genotype is trained from
+scratch (`engine.train.train`) once per evaluation seed, on the same data. Intermediate
+values are reported on one step axis: search epoch e is step e, and epoch e of evaluation
+seed i is step ``search_epochs + i * evaluate.epochs + e`` (search_epochs is
+`SearchConfig.total_epochs`), so a pruner compares supernet accuracies at search steps and
+trained-architecture accuracies of the same seed and epoch at evaluation steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,7 @@ from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.progress import RunProgress, epoch_summary
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
-from hls_tune.study.config import StudyFile
+from hls_tune.study.config import EvaluateSettings, StudyFile
 from hls_tune.study.space import suggest
 from hls_tune.study.study import (
     CONFIG_ATTR,
@@ -109,6 +117,7 @@ def glance_attrs(result: SearchResult) -> dict[str, Any]:
         )
     }
     attrs["shot_accuracy"] = {k: _rounded(v) for k, v in result.shot_accuracy.items()}
+    attrs["supernet_val_balanced_accuracy"] = _rounded(result.val_balanced_accuracy)
     attrs["search_seconds"] = round(result.seconds, 1)
     attrs["alpha_lr_b2"] = _rounded(result.config.schedule.alpha_lr_b2)
     if result.source is not None:  # adapt_head: which shared source supernet, built here?
@@ -126,6 +135,75 @@ def result_system_attrs(result: SearchResult) -> dict[str, Any]:
         METRICS_ATTR: result.metrics(),
         HISTORY_ATTR: history_attrs(result.history),
     } | ({} if result.source is None else {SOURCE_ATTR: result.source})
+
+
+def evaluate_train_config(
+    config: engine.SearchConfig, genotype: engine.Genotype, settings: EvaluateSettings, index: int
+) -> Any:
+    """The `TrainConfig` of evaluation seed `index` of a trial searched with `config`.
+
+    Same data, augmentation, device and (for a BBN genotype) mixing-ratio form as the
+    search; size and recipe from [evaluate]; seed `config.seed + index`.
+    """
+    from hls_tune.engine.train import TrainConfig
+
+    schedule = config.schedule
+    return TrainConfig(
+        data=config.data,
+        bbn=genotype.is_bbn,
+        epochs=settings.epochs,
+        channels=settings.channels,
+        layers=settings.layers,
+        head_cells=config.head_cells,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        crop_padding=config.crop_padding,
+        flip=config.flip,
+        cutout=None if settings.cutout else 0,
+        drop_path=0.2 if settings.drop_path else 0.0,
+        auxiliary_weight=0.4 if settings.auxiliary else 0.0,
+        mix_form=schedule.mix_form,
+        mix_steepness=schedule.mix_steepness,
+        mix_constant=schedule.mix_constant,
+        mix_switch=schedule.mix_switch,
+        device=config.device,
+        seed=config.seed + index,
+        eval_batch_size=config.eval_batch_size,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def architecture_attrs(runs: list[Any]) -> dict[str, Any]:
+    """The [evaluate] stage's user attributes: means over seeds (see CONTRACT of compare)."""
+
+    def last(run: Any, name: str) -> float:
+        value = getattr(run.history[-1], name) if run.history else None
+        return float("nan") if value is None else float(value)
+
+    balanced = [last(r, "val_balanced_accuracy") for r in runs]
+    groups = runs[0].shot_accuracy.keys()
+    return {
+        "architecture_val_balanced_accuracy": _mean(balanced),
+        "architecture_val_balanced_accuracy_seeds": balanced,
+        "architecture_val_accuracy": _mean([last(r, "val_accuracy") for r in runs]),
+        "architecture_test_accuracy": _mean([r.test_accuracy for r in runs]),
+        "architecture_test_balanced_accuracy": _mean([r.test_balanced_accuracy for r in runs]),
+        "architecture_shot_accuracy": {
+            g: _mean([r.shot_accuracy[g] for r in runs]) for g in groups
+        },
+        "architecture_params": int(runs[0].params),
+        "architecture_madds": int(runs[0].multiply_adds),
+        "evaluate_seconds": sum(r.seconds for r in runs),
+    }
+
+
+class _EvaluationPruned(Exception):
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
 
 
 class Objective:
@@ -165,6 +243,8 @@ class Objective:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.on_epoch = on_epoch
         self.metric = study_file.study.metric
+        # Optuna neither records intermediate values nor prunes in a multi-objective study.
+        self.reports = not study_file.study.multi_objective
 
     @property
     def source_cache_dir(self) -> Path | None:
@@ -179,7 +259,14 @@ class Objective:
         study = safe_name(trial.study.study_name)
         return self.checkpoint_dir / study / f"trial-{original_trial_number(trial)}.pt"
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def evaluate_dir(self, trial: optuna.Trial) -> Path | None:
+        """Where this trial's evaluation checkpoints live (one `seed-<i>/` per seed)."""
+        if self.checkpoint_dir is None:
+            return None
+        study = safe_name(trial.study.study_name)
+        return self.checkpoint_dir / study / f"trial-{original_trial_number(trial)}-evaluate"
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         if self.on_start is not None:
             self.on_start(trial.number)
         set_system_attr(trial, OWN_TRIAL_ATTR, True)
@@ -197,15 +284,16 @@ class Objective:
             if shown is not None:
                 shown.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
             history.append(metrics)
-            trial.report(getattr(metrics, self.metric), metrics.epoch)
+            if self.reports:
+                trial.report(getattr(metrics, self.metric), metrics.epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial, metrics)
-            return not trial.should_prune()
+            return not (self.reports and trial.should_prune())
 
         def on_resume(restored: list[EpochMetrics]) -> None:
             # The retried trial re-reports what its crashed original had measured.
             history.extend(restored)
-            for metrics in restored:
+            for metrics in restored if self.reports else ():
                 trial.report(getattr(metrics, self.metric), metrics.epoch)
 
         checkpoint = self.checkpoint_path(trial)
@@ -249,14 +337,119 @@ class Objective:
             reason = f"pruned after epoch {len(result.history) - 1}"
             self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
             raise optuna.TrialPruned(reason)
-        for key, value in result_system_attrs(result).items():
-            set_system_attr(trial, key, value)
-        for key, value in glance_attrs(result).items():
-            trial.set_user_attr(key, value)
+        self._record_search(trial, result)
+        if self.study_file.evaluate is not None:
+            return self._evaluate(trial, config, data, result, checkpoint)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         self._upload_artifacts(trial, config, result.history, "complete", result.metrics())
         return float(getattr(result, self.metric))
+
+    @staticmethod
+    def _record_search(trial: optuna.Trial, result: SearchResult) -> None:
+        """What a finished search leaves on its trial: the settings, genotype, metrics and
+        curves as system attributes, what a person reads at a glance as user attributes."""
+        for key, value in result_system_attrs(result).items():
+            set_system_attr(trial, key, value)
+        for key, value in glance_attrs(result).items():
+            trial.set_user_attr(key, value)
+
+    def _evaluate(
+        self,
+        trial: optuna.Trial,
+        config: engine.SearchConfig,
+        data: Any,
+        result: SearchResult,
+        checkpoint: Path | None,
+    ) -> float | tuple[float, float]:
+        """The second stage: train the derived genotype once per seed, record, return.
+
+        The finished search's checkpoint stays until the trial ends, so a retry of a trial
+        killed here reloads the search instead of redoing it, and each seed's training
+        resumes from its own checkpoint. `resumed_from_epoch` is then the first step (on
+        the trial's step axis) that the retry computed itself.
+        """
+        from hls_tune.engine.train import train
+
+        settings = self.study_file.evaluate
+        assert settings is not None
+        search_steps = config.total_epochs
+        resumed = result.resumed_from_epoch
+        eval_dir = self.evaluate_dir(trial)
+        runs: list[Any] = []
+
+        def report(base: int, record: Any) -> None:
+            value = getattr(record, self.metric)
+            if self.reports and value is not None:
+                trial.report(value, base + record.epoch)
+
+        try:
+            for index in range(settings.seeds):
+                base = search_steps + index * settings.epochs
+
+                def on_epoch(record: Any, base: int = base) -> bool:
+                    report(base, record)
+                    if self.reports and trial.should_prune():
+                        raise _EvaluationPruned(base + record.epoch)
+                    return True
+
+                def on_resume(restored: list[Any], base: int = base) -> None:
+                    for record in restored:
+                        report(base, record)
+
+                run = train(
+                    result.genotype,
+                    evaluate_train_config(config, result.genotype, settings, index),
+                    on_epoch,
+                    data=data,
+                    out=eval_dir / f"seed-{index}" if eval_dir is not None else None,
+                    on_resume=on_resume,
+                    should_stop=self.should_stop,
+                )
+                if run.resumed_from_epoch is not None:
+                    resumed = base + run.resumed_from_epoch
+                runs.append(run)
+        except _EvaluationPruned as pruned:
+            self._remove_checkpoints(checkpoint, eval_dir)
+            index, epoch = divmod(pruned.step - search_steps, settings.epochs)
+            reason = f"pruned at step {pruned.step} (evaluation seed {index}, epoch {epoch})"
+            self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
+            raise optuna.TrialPruned(reason) from None
+        except NonFiniteLossError as exc:
+            reason = f"evaluation: {exc}"
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            self._remove_checkpoints(checkpoint, eval_dir)
+            self._upload_artifacts(trial, config, result.history, "fail", reason=reason)
+            raise
+        except SearchInterrupted as exc:
+            message = f"evaluation {str(exc).removeprefix('search ')} by a signal"
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{message}; handed back for a retry")
+            raise
+        attrs = architecture_attrs(runs)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if resumed is not None:
+            trial.set_user_attr(RESUMED_ATTR, resumed)
+        self._remove_checkpoints(checkpoint, eval_dir)
+        note = result.metrics() | {
+            "supernet_val_balanced_accuracy": result.val_balanced_accuracy,
+            **{k: v for k, v in attrs.items() if not k.endswith("_seeds")},
+        }
+        self._upload_artifacts(trial, config, result.history, "complete", note)
+        architecture = float(attrs[f"architecture_{self.metric}"])
+        study = self.study_file.study
+        if study.multi_objective:
+            return architecture, float(attrs[study.size_objective])
+        if study.objective == "architecture":
+            return architecture
+        return float(getattr(result, self.metric))
+
+    @staticmethod
+    def _remove_checkpoints(checkpoint: Path | None, eval_dir: Path | None) -> None:
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        if eval_dir is not None:
+            shutil.rmtree(eval_dir, ignore_errors=True)
 
     def _upload_artifacts(
         self,

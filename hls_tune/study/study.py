@@ -58,6 +58,10 @@ def make_sampler(study_file: StudyFile) -> optuna.samplers.BaseSampler:
     def build(seed: int | None) -> optuna.samplers.BaseSampler:
         if settings.type == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if settings.type == "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed, population_size=settings.population_size
+            )
         return optuna.samplers.TPESampler(
             seed=seed,
             multivariate=settings.multivariate,
@@ -215,10 +219,12 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
             f"create a new study instead, e.g. --name {name}-{suffix}. Differences:\n"
             + diff.rstrip()
         )
+    settings = study_file.study
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        direction=study_file.study.direction,
+        direction=None if settings.multi_objective else settings.direction,
+        directions=list(settings.directions) if settings.directions else None,
         sampler=make_sampler(study_file),
     )
     # Optuna's plots and the dashboard label the objective with this name, not "Objective 0".
@@ -415,8 +421,17 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 
 def ranked_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
-    """The best `top_k` own COMPLETE trials, best first (ties: lower trial number first)."""
+    """The best `top_k` own COMPLETE trials, best first (ties: lower trial number first).
+
+    In a multi-objective study: by the first objective (the architecture's accuracy).
+    """
     complete, _ = own_trials(study, (TrialState.COMPLETE,))
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    key = (lambda t: (-t.value, t.number)) if reverse else (lambda t: (t.value, t.number))
-    return sorted(complete, key=key)[:top_k]
+    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    sign = -1.0 if reverse else 1.0
+    return sorted(complete, key=lambda t: (sign * t.values[0], t.number))[:top_k]
+
+
+def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front of a multi-objective study (Optuna's `best_trials`), by number."""
+    own = {t.number for t in own_trials(study, (TrialState.COMPLETE,))[0]}
+    return sorted((t for t in study.best_trials if t.number in own), key=lambda t: t.number)

@@ -307,7 +307,8 @@ def _format_states(states: dict[str, int]) -> str:
 def _trial_line(trial: optuna.trial.FrozenTrial) -> str:
     state = trial.state.name.lower()
     if trial.state == TrialState.COMPLETE:
-        return f"trial {trial.number} complete: value {trial.value:.4f}"
+        values = ", ".join(f"{v:.4g}" for v in trial.values)
+        return f"trial {trial.number} complete: value {values}"
     if trial.state == TrialState.FAIL:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR, "see the worker log")
         return f"trial {trial.number} failed: {redact(str(reason))}"
