@@ -35,7 +35,7 @@ def test_study_show_takes_the_study_as_option_or_argument(storage):
     by_argument = hls_tune("study", "show", "alpha-study", "--storage", storage)
     assert by_option.returncode == 0, by_option.stderr
     assert by_option.stdout == by_argument.stdout
-    assert "study 'alpha-study': maximize val_accuracy, budget 2" in by_option.stdout
+    assert "study 'alpha-study': maximize val_balanced_accuracy, budget 2" in by_option.stdout
 
 
 def test_two_different_studies_or_none_is_one_line_and_exit_2(storage):
@@ -69,7 +69,7 @@ def test_study_list_and_show_print_json(storage):
     assert shown.returncode == 0, shown.stderr
     document = json.loads(shown.stdout)
     assert document["study"] == "alpha-study" and document["budget"] == 2
-    assert document["metric"] == "val_accuracy" and document["trials"] == {"waiting": 2}
+    assert document["metric"] == "val_balanced_accuracy" and document["trials"] == {"waiting": 2}
     assert document["best"] == [] and document["ignored_foreign_trials"] == 0
 
 

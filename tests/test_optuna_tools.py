@@ -38,6 +38,7 @@ GLANCE_KEYS = {
     "shot_accuracy",
     "search_seconds",
     "alpha_lr_b2",
+    "supernet_val_balanced_accuracy",
 }
 # A row of `optuna trials` for a trial of the tiny study was 3,477 characters when the study
 # file's config and per-epoch curves were user attributes; the sampled parameters alone take

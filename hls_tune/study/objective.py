@@ -117,8 +117,9 @@ def glance_attrs(result: SearchResult) -> dict[str, Any]:
         )
     }
     attrs["shot_accuracy"] = {k: _rounded(v) for k, v in result.shot_accuracy.items()}
-    attrs["supernet_val_balanced_accuracy"] = _rounded(result.val_balanced_accuracy)
-    attrs["search_seconds"] = round(result.seconds, 1)
+    # measurements `compare` ranks and sums: kept to the bit
+    attrs["supernet_val_balanced_accuracy"] = result.val_balanced_accuracy
+    attrs["search_seconds"] = result.seconds
     attrs["alpha_lr_b2"] = _rounded(result.config.schedule.alpha_lr_b2)
     if result.source is not None:  # adapt_head: which shared source supernet, built here?
         attrs["source_supernet"] = {

@@ -230,7 +230,12 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     # Optuna's plots and the dashboard label the objective with this name, not "Objective 0".
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([study_file.study.metric])
+        settings = study_file.study
+        study.set_metric_names(
+            [f"architecture_{settings.metric}", settings.size_objective]
+            if settings.multi_objective
+            else [settings.metric]
+        )
     # The study file is stored before the queue, so an interrupted create leaves a study that
     # `study create` completes and `study delete` removes.
     study_id = study._study_id
