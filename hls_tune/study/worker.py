@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
+import resource
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine.device import resolve_device
 from hls_tune.engine.results import EpochMetrics
+from hls_tune.engine.threads import ThreadBudget
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
 from hls_tune.study.storage import open_storage, redact
-from hls_tune.study.study import load_study, trials_done, work_left
+from hls_tune.study.study import RETRIED_FROM_ATTR, load_study, trials_done, work_left
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_MAX_RETRIES = 3
-THREADS_ENV = "HLS_TUNE_THREADS"
 
 
 @dataclass
@@ -42,15 +42,6 @@ class WorkerSummary:
     def add(self, state: TrialState) -> None:
         self.trials += 1
         self.states[state.name.lower()] = self.states.get(state.name.lower(), 0) + 1
-
-
-def set_threads_from_env() -> None:
-    """Applies HLS_TUNE_THREADS to torch (several CPU workers must not oversubscribe cores)."""
-    threads = os.environ.get(THREADS_ENV)
-    if threads:
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
 
 
 class _TrialProgress:
@@ -130,7 +121,23 @@ class ClaimingStorage(RetryingStorage):
     by Optuna's callback) with an atomic state change, and creates a new trial only when none
     is left; here that creation raises instead. Workers that finish trials at the same moment
     therefore can never run more trials than the study's budget.
+
+    `Study.ask` tries the WAITING trials in the order this storage lists them, so retries of
+    crashed or interrupted trials (system attribute `failed_trial`) are listed first: any
+    worker resumes a retry, with its checkpointed epochs, before it starts a fresh trial.
     """
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        trials = self._call("get_all_trials", study_id, deepcopy=deepcopy, states=states)
+        if states is not None and TrialState.WAITING in states:
+            # A new list: the inner storage's cache may hand out its own.
+            return sorted(trials, key=lambda t: (RETRIED_FROM_ATTR not in t.system_attrs, t.number))
+        return trials
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         if template_trial is None:
@@ -182,6 +189,7 @@ def run_worker(
     grace_period: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     storage_wait: float = DEFAULT_MAX_WAIT_S,
+    threads: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> WorkerSummary:
     """Runs trials of a study until its global budget (or this worker's `n_trials`) is used.
@@ -209,9 +217,10 @@ def run_worker(
             (default: 3 × heartbeat_interval).
         max_retries: how often a dead or interrupted trial is re-queued.
         storage_wait: seconds a storage call may wait for an unreachable database.
+        threads: torch threads (None: HLS_TUNE_THREADS, else this worker's share of the
+            host's cores among the workers registered there, re-checked between epochs).
         log: callable taking one line (default: print to stderr).
     """
-    set_threads_from_env()
     # Heartbeat and retry callbacks are marked experimental; the worker relies on them.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -229,12 +238,24 @@ def run_worker(
     loaded = load_study(url, study_name, storage=storage)
     study, study_file = loaded.study, loaded.study_file
     # An unusable device stops the worker here, before it claims a queued trial and fails it.
-    resolve_device(device or study_file.base.device)
+    resolved = resolve_device(device or study_file.base.device)
     budget = study_file.study.n_trials
     bar = _TrialProgress(progress)
     stop = _StopFlag()
+    cpu_threads = ThreadBudget(threads)
+    say(cpu_threads.start())
+
+    def on_epoch(trial: optuna.Trial, metrics: EpochMetrics) -> None:
+        bar(trial, metrics)
+        if line := cpu_threads.refresh():  # workers started or stopped on this host
+            say(line)
+
     objective = Objective(
-        study_file, device=device, checkpoint_dir=checkpoint_dir, on_epoch=bar, should_stop=stop
+        study_file,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        on_epoch=on_epoch,
+        should_stop=stop,
     )
     if artifacts is not None:
         from hls_tune.study.artifacts import open_artifact_store
@@ -256,6 +277,9 @@ def run_worker(
                     time.sleep(min(5.0, float(heartbeat_interval)))
                     continue
                 break
+            if line := cpu_threads.refresh():
+                say(line)
+            peak = _PeakMemory(resolved.type == "cuda")
             finished: list[FrozenTrial] = []
             started: list[int] = []
             objective.on_start = started.append
@@ -283,8 +307,9 @@ def run_worker(
             bar.close()
             for frozen in finished:
                 summary.add(frozen.state)
-                say(_trial_line(frozen))
+                say(f"{_trial_line(frozen)}; {peak.line()}")
     finally:
+        cpu_threads.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     summary.interrupted = bool(stop())
@@ -294,6 +319,29 @@ def run_worker(
         f"{trials_done(study)}/{budget} done"
     )
     return summary
+
+
+class _PeakMemory:
+    """The peak memory of one trial: CUDA memory allocated on a GPU, else the process's RSS.
+
+    The RSS peak (`getrusage`) cannot be reset, so on the CPU it is the worker process's
+    peak up to the end of the trial: the memory a worker needs.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def line(self) -> str:
+        if self.cuda:
+            import torch
+
+            return f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return f"peak RSS {rss_kib / 1024:.0f} MiB"
 
 
 def _format_states(states: dict[str, int]) -> str:
