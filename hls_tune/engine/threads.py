@@ -5,8 +5,8 @@ exclusive `fcntl` lock on for as long as it lives. The kernel drops the lock whe
 process dies (even by SIGKILL), so a file whose lock can be taken belongs to a dead worker
 and is removed by whoever finds it. A worker's share of the cores it may run on
 (`os.sched_getaffinity`) is those cores divided among the live registrations; the share is
-re-computed between epochs and trials, so workers that start or stop later are accounted
-for. `--threads N` and `HLS_TUNE_THREADS` fix the count instead.
+re-computed between trials and, about once a second, between search steps, so workers that
+start or stop later are accounted for. `--threads N` and `HLS_TUNE_THREADS` fix the count instead.
 """
 
 from __future__ import annotations
@@ -183,14 +183,22 @@ class ThreadBudget:
         self.registry = registry or WorkerRegistry()
         self.cores = cores or usable_cores()
         self.threads = 0
+        self._checked = -float("inf")
 
     def start(self) -> str:
         """Registers the worker and applies its count; returns a line for the log."""
         self.registry.register()
         return self.refresh(force=True) or ""
 
-    def refresh(self, *, force: bool = False) -> str | None:
-        """Re-computes the count and applies it; a log line when it changed, else None."""
+    def refresh(self, *, force: bool = False, every: float = 0.0) -> str | None:
+        """Re-computes the count and applies it; a log line when it changed, else None.
+
+        With `every`, at most once per `every` seconds (cheap enough for every step).
+        """
+        now = time.monotonic()
+        if not force and now - self._checked < every:
+            return None
+        self._checked = now
         if self.fixed is not None:
             threads, why = self.fixed, "set by hand"
         else:

@@ -226,6 +226,9 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    # Registered first, so that workers started together count each other from the start.
+    cpu_threads = ThreadBudget(threads)
+    say(cpu_threads.start())
     heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
     storage = open_worker_storage(
         url,
@@ -242,20 +245,19 @@ def run_worker(
     budget = study_file.study.n_trials
     bar = _TrialProgress(progress)
     stop = _StopFlag()
-    cpu_threads = ThreadBudget(threads)
-    say(cpu_threads.start())
 
-    def on_epoch(trial: optuna.Trial, metrics: EpochMetrics) -> None:
-        bar(trial, metrics)
-        if line := cpu_threads.refresh():  # workers started or stopped on this host
+    def should_stop() -> bool:
+        # Workers that started or stopped on this host since: re-size between search steps.
+        if line := cpu_threads.refresh(every=1.0):
             say(line)
+        return stop()
 
     objective = Objective(
         study_file,
         device=device,
         checkpoint_dir=checkpoint_dir,
-        on_epoch=on_epoch,
-        should_stop=stop,
+        on_epoch=bar,
+        should_stop=should_stop,
     )
     if artifacts is not None:
         from hls_tune.study.artifacts import open_artifact_store
