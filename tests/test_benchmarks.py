@@ -34,3 +34,27 @@ def test_op_times_on_a_gpu_are_refused_as_a_usage_error():
     done = _run("--device", "cuda", "--ops", "3")
     assert done.returncode == 2
     assert "--ops times ops on the CPU only, got --device cuda" in done.stderr
+
+
+WORKERS_SCRIPT = SCRIPT.parent / "bench_workers.py"
+
+
+def test_workers_benchmark_prints_each_rate_and_ends_with_the_efficiency_line():
+    """One worker, one one-epoch trial per run: the output contract, not the figures."""
+    env = {k: v for k, v in os.environ.items() if k != "HLS_TUNE_THREADS"}
+    done = subprocess.run(
+        [sys.executable, str(WORKERS_SCRIPT), *("--k", "1", "--trials-per-worker", "1")]
+        + ["--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    rate = r"\d+\.\d\d trials/min"
+    assert re.fullmatch(rf"automatic: {rate}", lines[-5]), lines
+    assert re.fullmatch(rf"hand-tuned \(HLS_TUNE_THREADS=\d+\): {rate}", lines[-4]), lines
+    assert re.fullmatch(rf"launch --cpus 1: {rate}", lines[-3]), lines
+    assert lines[-2].startswith("# load average after: "), lines
+    assert re.fullmatch(r"efficiency \d+\.\d\d", lines[-1]), lines[-1]
