@@ -42,9 +42,9 @@ WORKERS_SCRIPT = SCRIPT.parent / "bench_workers.py"
 def test_workers_benchmark_prints_each_rate_and_ends_with_the_efficiency_line():
     """One worker, one one-epoch trial per run: the output contract, not the figures."""
     env = {k: v for k, v in os.environ.items() if k != "HLS_TUNE_THREADS"}
+    tiny = ["--k", "1", "--trials-per-worker", "1", "--epochs", "1"]
     done = subprocess.run(
-        [sys.executable, str(WORKERS_SCRIPT), *("--k", "1", "--trials-per-worker", "1")]
-        + ["--epochs", "1"],
+        [sys.executable, str(WORKERS_SCRIPT), *tiny],
         capture_output=True,
         text=True,
         env=env,
