@@ -42,3 +42,29 @@ def test_bbn_batches_benchmark_ends_with_the_per_branch_cost_line():
     lines = done.stdout.strip().splitlines()
     assert re.fullmatch(r"per_branch_cost \d+\.\d\d", lines[-1]), lines[-1]
     assert {line.split()[0] for line in lines[-3:-1]} == {"joint", "per_branch"}
+
+
+WORKERS_SCRIPT = SCRIPT.parent / "bench_workers.py"
+
+
+def test_workers_benchmark_prints_each_rate_and_ends_with_the_efficiency_line():
+    """One worker, one one-epoch trial per run: the output contract, not the figures."""
+    env = {k: v for k, v in os.environ.items() if k != "HLS_TUNE_THREADS"}
+    tiny = ["--k", "1", "--trials-per-worker", "1", "--epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, str(WORKERS_SCRIPT), *tiny],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        # One core for the benchmark and its workers: one thread each, fast on a busy host.
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    rate = r"\d+\.\d\d trials/min"
+    assert re.fullmatch(rf"automatic: {rate}", lines[-5]), lines
+    assert re.fullmatch(rf"hand-tuned \(HLS_TUNE_THREADS=\d+\): {rate}", lines[-4]), lines
+    assert re.fullmatch(rf"launch --cpus 1: {rate}", lines[-3]), lines
+    assert lines[-2].startswith("# load average after: "), lines
+    assert re.fullmatch(r"efficiency \d+\.\d\d", lines[-1]), lines[-1]

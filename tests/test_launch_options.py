@@ -11,6 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hls_tune.errors import ConfigError
+from hls_tune.study.launch import gpu_slots, parse_gpus, worker_process
 from tests.helpers import hls_tune, start_hls_tune, write_study
 
 DEADLINE_S = 300.0
@@ -30,7 +32,7 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
 
 @pytest.mark.parametrize(
     "gpus",
-    ["", " , ", "-1", "0,-1", "a", "1.5", "0;1", "0,0", "1,0,01", "٣"],
+    ["", " , ", "-1", "0,-1", "a", "1.5", "0;1", "٣"],
 )
 def test_launch_rejects_a_bad_gpus_list_in_one_line_and_writes_nothing(
     tmp_path: Path, gpus: str
@@ -57,6 +59,69 @@ def test_launch_rejects_a_bad_gpus_list_in_one_line_and_writes_nothing(
     assert lines[0].startswith("error: --gpus "), lines[0]
     assert repr(gpus) in lines[0]
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("gpus", "workers_per_gpu", "ids"),
+    [
+        ("0,1", 1, ["0", "1"]),
+        ("0,1", 2, ["0", "0", "1", "1"]),
+        (" 1, 03 ,", 3, ["1", "1", "1", "3", "3", "3"]),
+        ("0,0,1,1", 1, ["0", "0", "1", "1"]),  # an id given twice: the explicit slot list
+        ("1,0,01", 1, ["1", "0", "1"]),  # 01 is GPU 1 again
+    ],
+)
+def test_gpus_and_workers_per_gpu_give_one_slot_per_worker(gpus, workers_per_gpu, ids):
+    assert parse_gpus(gpus, workers_per_gpu) == ids
+
+
+def test_a_gpu_slot_list_with_workers_per_gpu_is_refused_naming_both():
+    with pytest.raises(ConfigError, match=r"--gpus '0,0,1' repeats .* --workers-per-gpu 2"):
+        parse_gpus("0,0,1", 2)
+
+
+def test_each_gpu_slot_starts_its_worker_on_its_own_gpu():
+    """The argv and environment launch gives each slot's worker process."""
+    url = "postgresql://user:secret@db/hls"
+    slots = gpu_slots(parse_gpus("0,1", 2))
+    assert [s.label for s in slots] == ["gpu0.0", "gpu0.1", "gpu1.0", "gpu1.1"]
+    started = [worker_process(url, "s", slot, environ={"PATH": "/bin"}) for slot in slots]
+    visible = [env["CUDA_VISIBLE_DEVICES"] for _, env in started]
+    assert visible == ["0", "0", "1", "1"]
+    for argv, env in started:
+        assert argv[argv.index("--device") + 1] == "cuda:0"  # the one GPU it sees
+        assert argv[argv.index("--study") + 1] == "s"
+        assert env["HLS_TUNE_STORAGE"] == url and not any("secret" in a for a in argv)
+        assert "HLS_TUNE_THREADS" not in env  # each worker sizes its own threads
+    assert [s.label for s in gpu_slots(parse_gpus("2,2,5"))] == ["gpu2.0", "gpu2.1", "gpu5"]
+
+
+def test_launch_starts_workers_per_gpu_workers_on_each_gpu(tmp_path: Path) -> None:
+    """GPUs 98 and 99 do not exist, so each of the four workers dies once at start."""
+    url = _create_study(tmp_path, n_trials=2)
+    result = hls_tune(
+        "launch",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--gpus",
+        "98,99",
+        "--workers-per-gpu",
+        "2",
+        "--max-restarts",
+        "0",
+        "--checkpoint-dir",
+        str(tmp_path / "checkpoints"),
+        "--no-artifacts",
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for slot in ("gpu98.0", "gpu98.1", "gpu99.0", "gpu99.1"):
+        assert f"[{slot}] exited with 2; no restart left (0/0 used)" in output, output
+    assert "[gpu98] " not in output and "[gpu99] " not in output, output
 
 
 def test_launch_restarts_a_dying_worker_at_most_max_restarts_times(tmp_path: Path) -> None:

@@ -62,6 +62,14 @@ from hls_tune.errors import ConfigError, HlsTuneError
     show_default=True,
     help="How often a dead or interrupted trial is re-queued.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="HLS_TUNE_THREADS",
+    help="Torch threads [default: this worker's share of the host's cores among the "
+    "hls-tune workers running there, re-checked between epochs].",
+)
 def worker(
     study_name: str,
     storage: str | None,
@@ -74,6 +82,7 @@ def worker(
     heartbeat_interval: int,
     grace_period: int | None,
     max_retries: int,
+    threads: int | None,
 ) -> None:
     """Run trials of a study; settings come from the storage, not a local file.
 
@@ -100,14 +109,26 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         max_retries=max_retries,
+        threads=threads,
     )
 
 
 @cli.command()
 @study_option
 @storage_option
-@click.option("--gpus", default=None, help="Comma-separated GPU ids, one worker per GPU.")
-@click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--gpus",
+    default=None,
+    help="Comma-separated GPU ids (0,1: one worker per GPU); an id given twice makes it the "
+    "list of worker slots (0,0,1: two workers on GPU 0, one on GPU 1).",
+)
+@click.option(
+    "--workers-per-gpu",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Workers on each GPU of --gpus (small supernets do not fill a GPU).",
+)
 @click.option(
     "--cpus",
     type=click.IntRange(min=1),
@@ -150,28 +171,13 @@ def launch(
     max_restarts: int,
     grace: float,
 ) -> None:
-    """Launch one worker per GPU (or N CPU workers) for a study."""
-    from hls_tune.study.launch import cpu_slots, gpu_slots
+    """Launch workers for a study: K per GPU, a GPU slot list, or N CPU workers."""
+    from hls_tune.study.launch import cpu_slots, gpu_slots, parse_gpus
     from hls_tune.study.launch import launch as launch_workers
 
     if (gpus is None) == (cpus is None):
         raise ConfigError("give exactly one of --gpus (e.g. 0,1,2,3) or --cpus N.")
-    if gpus is not None:
-        ids = [g.strip() for g in gpus.split(",") if g.strip()]
-        if not ids or not all(g.isascii() and g.isdigit() for g in ids):
-            raise ConfigError(
-                f"--gpus must be comma-separated GPU ids like 0,1,2 but got {gpus!r}."
-            )
-        ids = [str(int(g)) for g in ids]  # 00 and 0 are the same GPU
-        twice = sorted({g for g in ids if ids.count(g) > 1}, key=int)
-        if twice:
-            raise ConfigError(
-                f"--gpus names GPU {', '.join(twice)} more than once in {gpus!r}; give each "
-                "GPU once (--workers-per-gpu runs several workers on one GPU)."
-            )
-        slots = gpu_slots(ids, workers_per_gpu)
-    else:
-        slots = cpu_slots(cpus)
+    slots = gpu_slots(parse_gpus(gpus, workers_per_gpu)) if gpus is not None else cpu_slots(cpus)
     code = launch_workers(
         _storage_url(storage),
         study_name,

@@ -1,7 +1,8 @@
-"""Launch N worker processes (one per GPU slot, or CPU workers) for one study.
+"""Launch N worker processes (K per GPU, an explicit GPU slot list, or CPU workers).
 
 Each worker is a direct child running `python -m hls_tune worker`, with
-CUDA_VISIBLE_DEVICES set to its GPU; its output lines are prefixed with its slot. A worker
+CUDA_VISIBLE_DEVICES set to its GPU; every worker sizes its torch threads to its share of
+the host's cores (`hls_tune.engine.threads`); its output lines are prefixed with its slot. A worker
 that dies while the budget is not used up is restarted (bounded); SIGINT/SIGTERM are
 forwarded and the launcher waits for the workers to stop gracefully.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from hls_tune.errors import ConfigError
 from hls_tune.study.storage import open_storage, redact
 from hls_tune.study.study import load_study, state_counts, trials_done, work_left
 from hls_tune.study.worker import DEFAULT_MAX_RETRIES, WORKER_TAG_ENV, hand_back_trials_of
@@ -35,24 +37,64 @@ class Slot:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def parse_gpus(text: str, workers_per_gpu: int = 1) -> list[str]:
+    """The GPU id of every worker slot from `--gpus` and `--workers-per-gpu`.
+
+    `0,1` with `workers_per_gpu=2` gives `0,0,1,1`; a list that repeats an id (`0,0,1`) is
+    the explicit slot list itself (one worker per entry) and takes no `workers_per_gpu`.
+    Spaces, leading zeros and empty entries are ignored.
+
+    Raises:
+        ConfigError: the list is not GPU ids, or repeats ids while workers_per_gpu > 1.
+    """
+    ids = [g.strip() for g in text.split(",") if g.strip()]
+    if not ids or not all(g.isascii() and g.isdigit() for g in ids):
+        raise ConfigError(f"--gpus must be comma-separated GPU ids like 0,1,2 but got {text!r}.")
+    ids = [str(int(g)) for g in ids]  # 00 and 0 are the same GPU
+    if len(set(ids)) < len(ids):
+        if workers_per_gpu > 1:
+            raise ConfigError(
+                f"--gpus {text!r} repeats a GPU id, which makes it the list of worker slots; "
+                f"give either such a list or --workers-per-gpu {workers_per_gpu}, not both."
+            )
+        return ids
+    return [gpu for gpu in ids for _ in range(workers_per_gpu)]
+
+
 def gpu_slots(gpus: list[str], workers_per_gpu: int = 1) -> list[Slot]:
-    """One slot per GPU and worker; each sees only its GPU (as cuda:0)."""
-    return [
-        Slot(
-            f"gpu{gpu}.{k}" if workers_per_gpu > 1 else f"gpu{gpu}",
-            "cuda:0",
-            {"CUDA_VISIBLE_DEVICES": gpu},
-        )
-        for gpu in gpus
-        for k in range(workers_per_gpu)
-    ]
+    """One slot per entry of `gpus` (each repeated `workers_per_gpu` times); each slot's
+    worker sees only its GPU (as cuda:0). GPUs with several workers label them gpuN.K."""
+    ids = [gpu for gpu in gpus for _ in range(workers_per_gpu)]
+    slots = []
+    for i, gpu in enumerate(ids):
+        label = f"gpu{gpu}.{ids[:i].count(gpu)}" if ids.count(gpu) > 1 else f"gpu{gpu}"
+        slots.append(Slot(label, "cuda:0", {"CUDA_VISIBLE_DEVICES": gpu}))
+    return slots
 
 
 def cpu_slots(n: int) -> list[Slot]:
-    """N CPU workers sharing the cores evenly (torch threads = cores // N, at least 1)."""
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, n)))
-    env = {"CUDA_VISIBLE_DEVICES": "", "HLS_TUNE_THREADS": threads, "OMP_NUM_THREADS": threads}
-    return [Slot(f"cpu{i}", "cpu", env) for i in range(n)]
+    """N CPU workers; each sizes its torch threads to its share of the host's cores
+    (`hls_tune.engine.threads`), counting every other worker on the host too."""
+    return [Slot(f"cpu{i}", "cpu", {"CUDA_VISIBLE_DEVICES": ""}) for i in range(n)]
+
+
+def worker_process(
+    url: str,
+    study: str,
+    slot: Slot,
+    *,
+    n_trials: int | None = None,
+    checkpoint_dir: str | None = None,
+    artifacts: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment `launch` starts a slot's worker with.
+
+    The storage URL travels in HLS_TUNE_STORAGE, never argv.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env |= {"HLS_TUNE_STORAGE": url, "PYTHONUNBUFFERED": "1"} | slot.env
+    return _worker_command(url, study, slot, n_trials, checkpoint_dir, artifacts), env
 
 
 def _worker_command(
@@ -139,7 +181,6 @@ def launch(
     if n_trials is not None:
         base, extra = divmod(n_trials, len(slots))
         shares = [base + (1 if i < extra else 0) for i in range(len(slots))]
-    env_base = os.environ | {"HLS_TUNE_STORAGE": url, "PYTHONUNBUFFERED": "1"}
     procs: dict[int, subprocess.Popen] = {}
     restarts = [0] * len(slots)
     stop = {"signal": 0}
@@ -153,9 +194,17 @@ def launch(
         if shares[i] == 0:
             return
         tags[i] = f"{socket.gethostname()}:{os.getpid()}:{slots[i].label}:{uuid.uuid4().hex}"
+        argv, env = worker_process(
+            url,
+            study_name,
+            slots[i],
+            n_trials=shares[i],
+            checkpoint_dir=checkpoint_dir,
+            artifacts=artifacts,
+        )
         proc = subprocess.Popen(
-            _worker_command(url, study_name, slots[i], shares[i], checkpoint_dir, artifacts),
-            env=env_base | slots[i].env | {WORKER_TAG_ENV: tags[i]},
+            argv,
+            env=env | {WORKER_TAG_ENV: tags[i]},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

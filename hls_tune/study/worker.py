@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.engine.device import resolve_device
 from hls_tune.engine.progress import RunProgress
+from hls_tune.engine.threads import ThreadBudget
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
 from hls_tune.study.storage import open_storage, redact
-from hls_tune.study.study import load_study, trials_done, work_left
+from hls_tune.study.study import RETRIED_FROM_ATTR, load_study, trials_done, work_left
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_MAX_RETRIES = 3
-THREADS_ENV = "HLS_TUNE_THREADS"
 # Set by `hls-tune launch` for each worker it starts; the worker stores it on every trial it
 # runs, so that the launcher can hand back the trial of a worker that died (journal and gRPC
 # storages have no heartbeat to do it).
@@ -47,15 +48,6 @@ class WorkerSummary:
     def add(self, state: TrialState) -> None:
         self.trials += 1
         self.states[state.name.lower()] = self.states.get(state.name.lower(), 0) + 1
-
-
-def set_threads_from_env() -> None:
-    """Applies HLS_TUNE_THREADS to torch (several CPU workers must not oversubscribe cores)."""
-    threads = os.environ.get(THREADS_ENV)
-    if threads:
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
 
 
 def retry_callback(max_retries: int) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -101,7 +93,23 @@ class ClaimingStorage(RetryingStorage):
     by Optuna's callback) with an atomic state change, and creates a new trial only when none
     is left; here that creation raises instead. Workers that finish trials at the same moment
     therefore can never run more trials than the study's budget.
+
+    `Study.ask` tries the WAITING trials in the order this storage lists them, so retries of
+    crashed or interrupted trials (system attribute `failed_trial`) are listed first: any
+    worker resumes a retry, with its checkpointed epochs, before it starts a fresh trial.
     """
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        trials = self._call("get_all_trials", study_id, deepcopy=deepcopy, states=states)
+        if states is not None and TrialState.WAITING in states:
+            # A new list: the inner storage's cache may hand out its own.
+            return sorted(trials, key=lambda t: (RETRIED_FROM_ATTR not in t.system_attrs, t.number))
+        return trials
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         if template_trial is None:
@@ -173,6 +181,7 @@ def run_worker(
     grace_period: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     storage_wait: float = DEFAULT_MAX_WAIT_S,
+    threads: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> WorkerSummary:
     """Runs trials of a study until its global budget (or this worker's `n_trials`) is used.
@@ -201,14 +210,18 @@ def run_worker(
             (default: 3 × heartbeat_interval).
         max_retries: how often a dead or interrupted trial is re-queued.
         storage_wait: seconds a storage call may wait for an unreachable database.
+        threads: torch threads (None: HLS_TUNE_THREADS, else this worker's share of the
+            host's cores among the workers registered there, re-checked between epochs).
         log: callable taking one line (default: print to stderr).
     """
-    set_threads_from_env()
     # Heartbeat and retry callbacks are marked experimental; the worker relies on them.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    # Registered first, so that workers started together count each other from the start.
+    cpu_threads = ThreadBudget(threads)
+    say(cpu_threads.start())
     heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
     storage = open_worker_storage(
         url,
@@ -221,14 +234,21 @@ def run_worker(
     loaded = load_study(url, study_name, storage=storage)
     study, study_file = loaded.study, loaded.study_file
     # An unusable device stops the worker here, before it claims a queued trial and fails it.
-    resolve_device(device or study_file.base.device)
+    resolved = resolve_device(device or study_file.base.device)
     budget = study_file.study.n_trials
     stop = _StopFlag()
+
+    def should_stop() -> bool:
+        # Workers that started or stopped on this host since: re-size between search steps.
+        if line := cpu_threads.refresh(every=1.0):
+            say(line)
+        return stop()
+
     objective = Objective(
         study_file,
         device=device,
         checkpoint_dir=checkpoint_dir,
-        should_stop=stop,
+        should_stop=should_stop,
         progress=_trial_progress if progress else None,
     )
     if artifacts is not None:
@@ -252,6 +272,9 @@ def run_worker(
                     time.sleep(min(5.0, float(heartbeat_interval)))
                     continue
                 break
+            if line := cpu_threads.refresh():
+                say(line)
+            peak = _PeakMemory(resolved.type == "cuda")
             finished: list[FrozenTrial] = []
             started: list[int] = []
             objective.on_start = started.append
@@ -281,8 +304,9 @@ def run_worker(
                 break
             for frozen in finished:
                 summary.add(frozen.state)
-                say(_trial_line(frozen))
+                say(f"{_trial_line(frozen)}; {peak.line()}")
     finally:
+        cpu_threads.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     summary.interrupted = bool(stop())
@@ -298,6 +322,29 @@ def _trial_progress(number: int, total_epochs: int) -> RunProgress:
     """A trial's progress on stderr: a bar inside each epoch on a terminal, else one line
     per epoch."""
     return RunProgress(f"trial {number}", total_epochs)
+
+
+class _PeakMemory:
+    """The peak memory of one trial: CUDA memory allocated on a GPU, else the process's RSS.
+
+    The RSS peak (`getrusage`) cannot be reset, so on the CPU it is the worker process's
+    peak up to the end of the trial: the memory a worker needs.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def line(self) -> str:
+        if self.cuda:
+            import torch
+
+            return f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return f"peak RSS {rss_kib / 1024:.0f} MiB"
 
 
 def _format_states(states: dict[str, int]) -> str:
