@@ -97,6 +97,24 @@ def search(
     click.echo(f"wrote {out / 'genotype.json'} and {out / 'metrics.json'}")
 
 
+def network_size_options(func: Any) -> Any:
+    """--channels and --layers of a discrete network (DARTS' evaluation size by default)."""
+    func = click.option(
+        "--layers",
+        type=click.IntRange(min=1),
+        default=20,
+        show_default=True,
+        help="L, cells (reductions at L//3 and 2L//3).",
+    )(func)
+    return click.option(
+        "--channels",
+        type=click.IntRange(min=1),
+        default=36,
+        show_default=True,
+        help="C, channels of the first cells.",
+    )(func)
+
+
 def name_option(func: Any) -> Any:
     """--name: which genotype of a genotypes.py file."""
     return click.option(
@@ -179,20 +197,7 @@ def _genotype_label(spec: str, name: str | None) -> str:
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=600, show_default=True, help="Epochs."
 )
-@click.option(
-    "--channels",
-    type=click.IntRange(min=1),
-    default=36,
-    show_default=True,
-    help="C, channels of the first cells.",
-)
-@click.option(
-    "--layers",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="L, cells (reductions at L//3 and 2L//3).",
-)
+@network_size_options
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -325,20 +330,7 @@ INSPECT_DATASETS = {"cifar10": (3, 10, 32), "cifar100": (3, 100, 32), "digits": 
 @cli.command()
 @click.argument("genotype")
 @name_option
-@click.option(
-    "--channels",
-    type=click.IntRange(min=1),
-    default=36,
-    show_default=True,
-    help="C, channels of the first cells.",
-)
-@click.option(
-    "--layers",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="L, cells (reductions at L//3 and 2L//3).",
-)
+@network_size_options
 @click.option(
     "--dataset",
     type=click.Choice(list(INSPECT_DATASETS)),
