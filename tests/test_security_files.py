@@ -92,3 +92,24 @@ def test_deeply_nested_genotype_json_is_a_config_error(
     path.write_text(text)
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_genotype(str(path))
+
+
+@pytest.mark.parametrize("scale", [1.5, 3.0])  # Pillow's warning band, and past its error
+def test_a_decompression_bomb_in_an_imagefolder_is_one_config_error(
+    tmp_path: Path, scale: float
+) -> None:
+    """A small PNG whose dimensions would decode to gigabytes is refused before decoding."""
+    from PIL import Image
+
+    from hls_tune.engine.data.sources import load_source
+
+    side = int((Image.MAX_IMAGE_PIXELS * scale) ** 0.5) + 1
+    for label in ("a", "b"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "train" / label / "ok.png")
+    bomb = tmp_path / "train" / "a" / "bomb.png"
+    Image.new("1", (side, side)).save(bomb)  # one bit a pixel: a few hundred kilobytes
+    assert bomb.stat().st_size < 2**21
+    with pytest.raises(ConfigError, match="too large to decode safely") as error:
+        load_source("imagefolder", str(tmp_path / "train"), image_size=4, test_per_class=1)
+    assert "bomb.png" in str(error.value) and "\n" not in str(error.value)

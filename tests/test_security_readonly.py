@@ -51,3 +51,46 @@ def test_listing_leaves_the_file_untouched(tmp_path: Path, command: tuple[str, .
     assert sorted(p.name for p in tmp_path.glob("s.db*")) == ["s.db"]
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def _with_a_complete_trial(tmp_path: Path) -> Path:
+    """The created study plus one complete trial as the objective records it."""
+    from hls_tune.engine.nas.genotype import builtin_genotype
+    from hls_tune.study.study import CONFIG_ATTR, GENOTYPE_ATTR, METRICS_ATTR, OWN_TRIAL_ATTR
+
+    db = _created(tmp_path)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    metrics = {"val_balanced_accuracy": 0.5, "test_balanced_accuracy": 0.4}
+    config = {"method": "hls", "seed": 0, "data": {"imbalance_ratio": 10}}
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            user_attrs={"supernet_val_balanced_accuracy": 0.5, "search_seconds": 1.0},
+            system_attrs={
+                OWN_TRIAL_ATTR: True,
+                GENOTYPE_ATTR: builtin_genotype("darts_v2").to_dict(),
+                CONFIG_ATTR: config,
+                METRICS_ATTR: metrics,
+            },
+        )
+    )
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    return db
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("export", "--out", "{out}"), ("compare",), ("compare", "--out", "{out}/table.md")],
+)
+def test_export_and_compare_leave_the_file_untouched(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    db = _with_a_complete_trial(tmp_path)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    args = [part.format(out=out) for part in command]
+    result = hls_tune(*args, "--study", "tiny", "--storage", f"sqlite:///{db}")
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.glob("s.db*")) == ["s.db"]

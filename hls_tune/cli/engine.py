@@ -439,11 +439,14 @@ def compare(study_name: str, storage: str | None, out: Path | None, as_json: boo
 
     from hls_tune.engine.safe_io import check_output_file
     from hls_tune.study.compare import compare_study
+    from hls_tune.study.storage import open_storage
     from hls_tune.study.study import load_study
 
     if out is not None:
         check_output_file("--out", out)
-    loaded = load_study(_storage_url(storage), study_name)
+    url = _storage_url(storage)
+    # read only: a read-only study file can be exported, compared and reported
+    loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
     table = compare_study(
         loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()
     )

@@ -60,10 +60,13 @@ def export(
     """Export the best genotypes of a study (or its Pareto front)."""
     from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.export import export_study
+    from hls_tune.study.storage import open_storage
     from hls_tune.study.study import foreign_note, load_study, own_trials
 
     check_output_dir("--out", out)
-    loaded = load_study(_storage_url(storage), study_name)
+    url = _storage_url(storage)
+    # read only: a read-only study file can be exported, compared and reported
+    loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force, pareto=pareto):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
     ignored = foreign_note(own_trials(loaded.study)[1])
@@ -134,10 +137,13 @@ def report(
 
     from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.report import write_report
+    from hls_tune.study.storage import open_storage
     from hls_tune.study.study import foreign_note, load_study, own_trials
 
     check_output_dir("--out", out)
-    loaded = load_study(_storage_url(storage), study_name)
+    url = _storage_url(storage)
+    # read only: a read-only study file can be exported, compared and reported
+    loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
     if loaded.study_file.study.multi_objective:
         raise ConfigError(
             f"report draws single-objective studies, but study {study_name!r} is "

@@ -305,9 +305,10 @@ def storage_proxy(storage: str | None, host: str, port: int) -> None:
     try:
         import grpc  # noqa: F401
         from optuna.storages import run_grpc_proxy_server
-    except ImportError:
+    except ImportError as error:  # grpcio, or protobuf beside it, is missing
         raise HlsTuneError(
-            "the gRPC storage proxy needs grpcio: pip install 'hls-tune[proxy]'"
+            f"the gRPC storage proxy needs grpcio and protobuf ({error.name or error} is "
+            "missing): pip install 'hls-tune[proxy]'"
         ) from None
     from hls_tune.study.storage import describe, open_storage
 

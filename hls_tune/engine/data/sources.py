@@ -446,8 +446,16 @@ def _read_image(path: Path) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as picture:
-            array = np.array(picture.convert("RGB"), dtype=np.uint8)  # H×W×3, a copy
+        # A decompression bomb (a small file of huge dimensions) is refused before it is
+        # decoded: Pillow's size check, its warning made an error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                array = np.array(picture.convert("RGB"), dtype=np.uint8)  # H×W×3, a copy
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ConfigError(
+            f"data.root: image {path} is too large to decode safely ({error})."
+        ) from None
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ConfigError(f"data.root: cannot decode image {path} ({error}).") from error
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
