@@ -219,9 +219,10 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    # Registered first, so that workers started together count each other from the start.
     cpu_threads = ThreadBudget(threads)
-    say(cpu_threads.start())
+    # Registered before the study loads (so other workers count this one at once); said
+    # after it, so that a bad storage, study or device stays a one-line error.
+    threads_line = cpu_threads.start()
     heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
     storage = open_worker_storage(
         url,
@@ -235,6 +236,7 @@ def run_worker(
     study, study_file = loaded.study, loaded.study_file
     # An unusable device stops the worker here, before it claims a queued trial and fails it.
     resolved = resolve_device(device or study_file.base.device)
+    say(threads_line)
     budget = study_file.study.n_trials
     stop = _StopFlag()
 
