@@ -22,7 +22,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
     from hls_tune.engine.nas.darts_format import parse_darts_python
     from hls_tune.engine.nas.genotype import Genotype
     from hls_tune.study.storage import open_storage
-    from hls_tune.study.study import STUDY_FILE_ATTR
+    from hls_tune.study.study import stored_study_text
 
     # Exactly the README's command, in an empty directory (its outputs land in tmp_path).
     result = hls_tune("demo", cwd=tmp_path)
@@ -37,7 +37,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
     url = f"sqlite:///{demo / 'demo.db'}"
     study = optuna.load_study(study_name="digits-lt-demo", storage=open_storage(url))
     packaged = resources.files("hls_tune").joinpath("studies/digits_lt_demo.toml").read_text()
-    assert study.user_attrs[STUDY_FILE_ATTR] == packaged
+    assert stored_study_text(study) == packaged
     trials = study.get_trials()
     states = [t.state for t in trials]
     assert len(trials) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
