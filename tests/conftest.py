@@ -56,6 +56,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_passwords() -> Iterator[None]:
+    """Each test starts in a process that remembers no password: the redactor hides every
+    password this process has parsed wherever it appears, so a generated one-letter password
+    of one test must not hide that letter in the next test's messages."""
+    from hls_tune.study.redact import forget_secrets
+
+    forget_secrets()
+    yield
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------------------------

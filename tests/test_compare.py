@@ -309,7 +309,9 @@ def test_the_grid_study_run_by_real_workers_fills_the_comparison_table(tmp_path)
     compared = hls_tune("compare", "--study", "grid", "--storage", url, "--out", str(out))
     assert compared.returncode == 0, compared.stderr
     assert out.read_text() == compared.stdout
-    rows = [line for line in compared.stdout.splitlines() if line.startswith("| ")][1:]
+    # the first table: the supernets at the end of the search
+    first = compared.stdout.split("Supernet at the end of the search", 1)[1].split("\n\n")[1]
+    rows = [line for line in first.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[:3] for row in rows] == [
         ["| darts", "10", "2"],
         ["| adapt_head", "10", "2"],

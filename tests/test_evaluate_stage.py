@@ -225,7 +225,7 @@ def test_a_worker_killed_during_the_evaluation_resumes_it_not_the_search(tmp_pat
     assert retried.user_attrs["resumed_from_epoch"] == 2 + eval_epoch + 1
     # every step was reported once, the restored ones re-reported by the retry
     assert sorted(retried.intermediate_values) == list(range(2 + 12))
-    assert retried.value == retried.user_attrs["architecture_val_accuracy"]
+    assert retried.value == retried.user_attrs["architecture_val_balanced_accuracy"]
 
 
 @pytest.mark.slow
@@ -248,7 +248,7 @@ def test_a_multi_objective_study_exports_its_pareto_front(tmp_path):
     assert len(complete) == 3
     for trial in complete:
         assert trial.values == [
-            trial.user_attrs["architecture_val_accuracy"],
+            trial.user_attrs["architecture_val_balanced_accuracy"],
             trial.user_attrs["architecture_madds"],
         ]
     out = tmp_path / "front"
@@ -259,7 +259,10 @@ def test_a_multi_objective_study_exports_its_pareto_front(tmp_path):
     document = json.loads((out / "pareto.json").read_text())
     front = sorted(t.number for t in study.best_trials)
     assert [entry["trial"] for entry in document["front"]] == front
-    assert document["objectives"] == ["architecture_val_accuracy", "architecture_madds"]
+    assert document["objectives"] == [
+        "architecture_val_balanced_accuracy",
+        "architecture_madds",
+    ]
     for entry in document["front"]:
         assert (out / f"tiny-trial{entry['trial']}.json").is_file()
     shown = hls_tune("study", "show", "tiny", "--storage", url)

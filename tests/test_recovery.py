@@ -22,11 +22,14 @@ EPOCHS = 5
 def _checkpoint_epoch(path: Path) -> int | None:
     """The last epoch saved in a trial's checkpoint (written atomically), None if none yet."""
     from hls_tune.engine.checkpoint import load_checkpoint
+    from hls_tune.errors import ConfigError
 
     try:
         return int(load_checkpoint(path)["epoch"])
-    except FileNotFoundError:
-        return None
+    except ConfigError:
+        if path.exists():  # a checkpoint that exists must load: it is written atomically
+            raise
+        return None  # not written yet (or already removed at the trial's end)
 
 
 def _kill_after_checkpoint(worker, checkpoint: Path, epoch: int, timeout: float = 300) -> int:

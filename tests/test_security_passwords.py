@@ -12,18 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from hls_tune.errors import ConfigError, HlsTuneError
-from hls_tune.study.redact import forget_secrets
 from hls_tune.study.storage import describe, open_storage, redact, redact_url
 from hls_tune.study.study import load_study
 from tests.helpers import hls_tune
-
-
-@pytest.fixture(autouse=True)
-def _no_remembered_passwords():
-    """The process remembers every password it has parsed and hides it everywhere; the
-    generated ones of earlier tests (a single "S", say) must not decide the next test."""
-    forget_secrets()
-
 
 # Each password holds TOKEN somewhere among arbitrary printable characters; a message that
 # shows the password, or the part of it around TOKEN, shows TOKEN.
