@@ -43,7 +43,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
     assert len(trials) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
     assert TrialState.COMPLETE in states
     best = study.best_trial
-    assert f"best trial {best.number}: val_accuracy {best.value:.4f}" in result.stdout
+    assert f"best trial {best.number}: val_balanced_accuracy {best.value:.4f}" in result.stdout
     # Two worker processes shared the budget (their lines are prefixed with the slot).
     assert "[cpu0] worker done" in result.stdout and "[cpu1] worker done" in result.stdout
 
@@ -55,7 +55,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
         for name in (
             f"digits-lt-demo-trial{best.number}.json",
             "best.json",
-            "digits-lt-demo_genotypes.py",
+            "digits_lt_demo_genotypes.py",
         )
     ), result.stdout
     expected = Genotype.from_dict(trial_genotype(best))
@@ -64,7 +64,7 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
     assert Genotype.from_dict(record["genotype"]) == expected
     trial_file = genotypes / f"digits-lt-demo-trial{best.number}.json"
     assert json.loads(trial_file.read_text()) == record
-    module = parse_darts_python((genotypes / "digits-lt-demo_genotypes.py").read_text())
+    module = parse_darts_python((genotypes / "digits_lt_demo_genotypes.py").read_text())
     assert len(module) == 1
     (exported,) = module.values()
     assert exported.normal == expected.normal and exported.reduce == expected.reduce
