@@ -65,7 +65,7 @@ from hls_tune.engine.data import (
 from hls_tune.engine.data.sources import SourceData
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.device import resolve_device
-from hls_tune.engine.epochs import run_epochs
+from hls_tune.engine.epochs import epoch_means, run_epochs
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.losses import class_loss_weights
 from hls_tune.engine.progress import StepHook
@@ -73,7 +73,7 @@ from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS
 from hls_tune.engine.search import Search, build_supernet
 from hls_tune.engine.settings import DataConfig, SearchConfig
-from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
+from hls_tune.errors import ConfigError, SearchInterrupted
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_KIND = "adapt_head"
@@ -460,11 +460,7 @@ class _Adaptation:
             accuracies[step] = (logits.argmax(1) == y).float().mean().detach()
             if self.on_step is not None:
                 self.on_step(epoch, step + 1, steps, config.batch_size)
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise NonFiniteLossError(epoch, bad, float(losses[bad]))
-        return float(losses.mean()), float(accuracies.mean())
+        return epoch_means(epoch, losses, accuracies)
 
     def epoch_metrics(
         self, epoch: int, train_loss: float, train_accuracy: float, seconds: float

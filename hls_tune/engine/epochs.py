@@ -7,9 +7,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hls_tune.engine.checkpoint import load_checkpoint, save_checkpoint
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.engine.settings import SearchConfig
+from hls_tune.errors import NonFiniteLossError
+
+
+def epoch_means(epoch: int, losses: torch.Tensor, accuracies: torch.Tensor) -> tuple[float, float]:
+    """The epoch's mean loss and accuracy from its per-step values, kept on the device
+    until now: one host synchronisation per epoch. Shared by the search, adapt and train
+    loops.
+
+    Raises:
+        NonFiniteLossError: naming the epoch and the first step whose loss was NaN/inf.
+    """
+    finite = torch.isfinite(losses)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0])
+        raise NonFiniteLossError(epoch, bad, float(losses[bad]))
+    return float(losses.mean()), float(accuracies.mean())
 
 
 def run_epochs(

@@ -20,7 +20,7 @@ from hls_tune.engine.checkpoint import random_state, restore_random_state
 from hls_tune.engine.data import DeviceImages, InstanceStream, LongTailData
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.device import resolve_device
-from hls_tune.engine.epochs import run_epochs
+from hls_tune.engine.epochs import epoch_means, run_epochs
 from hls_tune.engine.evaluation import evaluate
 from hls_tune.engine.losses import class_loss_weights
 from hls_tune.engine.nas.fused import (
@@ -35,7 +35,7 @@ from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS, alpha_learning_rates
 from hls_tune.engine.settings import SearchConfig
-from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
+from hls_tune.errors import ConfigError, SearchInterrupted
 
 CHECKPOINT_FORMAT = 1
 
@@ -335,12 +335,7 @@ class Search:
             losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
             if self.on_step is not None:
                 self.on_step(epoch, step + 1, steps, config.batch_size)
-        # One host synchronisation per epoch: find the first non-finite step, if any.
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise NonFiniteLossError(epoch, bad, float(losses[bad]))
-        return float(losses.mean()), float(accuracies.mean())
+        return epoch_means(epoch, losses, accuracies)
 
     def epoch_metrics(
         self, epoch: int, train_loss: float, train_accuracy: float, seconds: float

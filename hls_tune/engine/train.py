@@ -32,6 +32,7 @@ from hls_tune.engine.checkpoint import (
 from hls_tune.engine.data import DeviceImages, InstanceStream, LongTailData, concat_images
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.device import resolve_device
+from hls_tune.engine.epochs import epoch_means
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.nas.genotype import Genotype
 from hls_tune.engine.nas.load import load_genotype  # noqa: F401  (the engine's one loader)
@@ -51,7 +52,7 @@ from hls_tune.engine.settings import (
     check_choice,
     check_range,
 )
-from hls_tune.errors import ConfigError, NonFiniteLossError, SearchInterrupted
+from hls_tune.errors import ConfigError, SearchInterrupted
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -379,11 +380,7 @@ class _Training:
             losses[step], accuracies[step] = loss.detach(), accuracy
             if self.on_step is not None:
                 self.on_step(epoch, step + 1, steps, config.batch_size)
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise NonFiniteLossError(epoch, bad, float(losses[bad]))
-        return float(losses.mean()), float(accuracies.mean())
+        return epoch_means(epoch, losses, accuracies)
 
     def epoch_record(self, epoch: int, loss: float, accuracy: float, seconds: float) -> TrainEpoch:
         val_top1 = val_balanced = None
