@@ -120,6 +120,27 @@ def test_an_evaluate_table_parses_into_its_settings():
             "study.directions must be two of maximize, minimize",
         ),
         ('size_objective = "architecture_madds"\n', None, "needs study.directions"),
+        (
+            "",
+            '[evaluate]\ntrains_on = ["balanced"]\n',
+            'evaluate.trains_on must include "longtail" (the architecture trained on the '
+            "long-tailed set gives the trial's accuracy) but got ['balanced']",
+        ),
+        *(
+            (
+                "",
+                f"[evaluate]\ntrains_on = {value}\n",
+                'evaluate.trains_on must be a list of distinct names from "longtail", '
+                f'"balanced" but got {shown}',
+            )
+            for value, shown in [
+                ('"longtail"', "'longtail'"),
+                ("[]", "[]"),
+                ('["longtail", "lt"]', "['longtail', 'lt']"),
+                ('["longtail", "longtail"]', "['longtail', 'longtail']"),
+                ('["longtail", 1]', "['longtail', 1]"),
+            ]
+        ),
     ],
 )
 def test_bad_evaluate_and_objective_settings_name_the_key(study_lines, evaluate, message):
@@ -132,6 +153,42 @@ def test_bad_evaluate_and_objective_settings_name_the_key(study_lines, evaluate,
     with pytest.raises(ConfigError) as error:
         parse_study_text(text)
     assert message in str(error.value)
+
+
+def test_trains_on_defaults_to_the_long_tailed_set_and_orders_the_sets():
+    assert parse_study_text(_text()).evaluate.trains_on == ("longtail",)
+    both = _text(evaluate='[evaluate]\ntrains_on = ["balanced", "longtail"]\n')
+    assert parse_study_text(both).evaluate.trains_on == ("longtail", "balanced")
+
+
+def test_a_trial_trained_on_both_sets_records_both_and_compare_ranks_them():
+    """trains_on = ["longtail", "balanced"]: each seed trains on both sets, the value stays
+    the long-tailed training's, and `compare` rank-correlates the two over the trials."""
+    from hls_tune.study.compare import compare_study
+    from hls_tune.study.objective import Objective
+
+    evaluate = EVALUATE.format(epochs=2, seeds=1) + 'trains_on = ["longtail", "balanced"]\n'
+    study_file = parse_study_text(
+        _text('objective = "architecture"\n', evaluate).replace("epochs = 2\n", "epochs = 1\n", 1)
+    )
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(Objective(study_file, device="cpu"), n_trials=3)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:
+        attrs = trial.user_attrs
+        longtail = attrs["architecture_val_balanced_accuracy"]
+        balanced = attrs["architecture_balanced_val_balanced_accuracy"]
+        assert trial.value == longtail
+        assert attrs["architecture_balanced_val_balanced_accuracy_seeds"] == [balanced]
+        assert 0.0 <= attrs["architecture_balanced_test_balanced_accuracy"] <= 1.0
+        assert set(attrs["architecture_balanced_shot_accuracy"]) <= {"many", "medium", "few"}
+        # search epoch 0 (step 0), long-tailed training epochs 1-2, balanced 3-4
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4]
+        assert trial.intermediate_values[2] == pytest.approx(longtail)
+        assert trial.intermediate_values[4] == pytest.approx(balanced)
+    tau = compare_study(study, "val_balanced_accuracy").balanced_predicts_longtail
+    assert tau is not None and tau.n == 3
 
 
 def test_study_create_rejects_a_bad_evaluate_table_with_exit_2_and_writes_nothing(tmp_path):

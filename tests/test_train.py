@@ -163,6 +163,22 @@ def test_hls_tune_train_trains_an_exported_record_and_writes_its_metrics(tmp_pat
     assert metrics["network"] == "plain" and metrics["epochs_run"] == 1
 
 
+def test_the_balanced_counterpart_trains_on_balanced_images_and_validates_like_the_target(data):
+    from hls_tune.engine.datasets import balanced_counterpart
+
+    balanced = balanced_counterpart(TINY_DATA)
+    counts = balanced.weight.class_counts().tolist()
+    assert len(set(counts)) == 1 and counts[0] == 60  # every class at the (capped) head count
+    assert balanced.train_counts == tuple(counts) and len(balanced.alpha) == 0
+    # the same validation and test images and many/medium/few groups as the target
+    assert torch.equal(balanced.val.images, data.val.images)
+    assert torch.equal(balanced.test.labels, data.test.labels)
+    assert balanced.shot_group == data.shot_group
+    held_out = {bytes(img.numpy()) for img in torch.cat([data.val.images, data.test.images])}
+    assert not any(bytes(img.numpy()) in held_out for img in balanced.weight.images)
+    assert sum(counts) > sum(data.train_counts)  # more images than the long-tailed set
+
+
 def test_the_balanced_source_leaves_out_the_target_validation_and_test_images(data):
     config = SearchConfig(method="adapt_head", data=TINY_DATA, device="cpu")
     source = adapt.balanced_source(config, data)

@@ -55,15 +55,12 @@ from hls_tune.engine.checkpoint import (
 )
 from hls_tune.engine.data import (
     DeviceImages,
-    ImageSet,
     InstanceStream,
     LongTailData,
-    build_longtail,
     concat_images,
     load_source,
 )
-from hls_tune.engine.data.sources import SourceData
-from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.datasets import balanced_split, image_key, prepare_data
 from hls_tune.engine.device import resolve_device
 from hls_tune.engine.epochs import epoch_means, run_epochs
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
@@ -93,17 +90,6 @@ SOURCE_DATA_SETTINGS = (
     "alpha_fraction", "max_per_class",
 )  # fmt: skip
 EXECUTION_SETTINGS = ("device", "fused", "channels_last", "amp", "compile", "eval_batch_size")
-
-
-def _image_key(image: torch.Tensor) -> bytes:
-    return hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest()
-
-
-def _without(images: ImageSet, excluded: ImageSet) -> ImageSet:
-    """`images` less every image identical to one in `excluded`."""
-    keys = {_image_key(image) for image in excluded.images}
-    keep = [i for i, image in enumerate(images.images) if _image_key(image) not in keys]
-    return images.subset(torch.tensor(keep, dtype=torch.long))
 
 
 def balanced_source(config: SearchConfig, target: LongTailData) -> LongTailData:
@@ -142,21 +128,7 @@ def balanced_source(config: SearchConfig, target: LongTailData) -> LongTailData:
             f"source_dataset {config.source_dataset!r} has {source.train.in_channels}-channel "
             f"images but the target {data.dataset!r} has {target.in_channels}."
         )
-    held_out = concat_images(target.val, target.test)
-    return build_longtail(
-        SourceData(train=_without(source.train, held_out), test=source.test),
-        imbalance_ratio=1.0,
-        profile="exponential",  # IR 1: every class at the head count
-        val_fraction=data.val_fraction,
-        alpha_fraction=data.alpha_fraction,
-        seed=data.seed,
-        many_above=data.many_above,
-        few_below=data.few_below,
-        max_per_class=data.max_per_class,
-        # The source's own validation part is never evaluated (the run validates on the
-        # target's); a long-tailed split of a balanced set needs no unused images.
-        val_source="longtail_split",
-    )
+    return balanced_split(source, data, target)
 
 
 def source_config(config: SearchConfig) -> SearchConfig:
@@ -174,7 +146,7 @@ def source_key(config: SearchConfig, target: LongTailData) -> str:
     for key in EXECUTION_SETTINGS:
         settings.pop(key)
     held_out = hashlib.sha256()
-    for key in sorted(_image_key(image) for image in concat_images(target.val, target.test).images):
+    for key in sorted(image_key(image) for image in concat_images(target.val, target.test).images):
         held_out.update(key)
     settings["held_out_images"] = held_out.hexdigest()
     text = json.dumps(settings, sort_keys=True)

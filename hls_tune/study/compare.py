@@ -11,8 +11,8 @@ Each trial is placed by the settings it ran (its stored engine config, read by
 - the derived architecture trained from scratch (a study with an ``[evaluate]`` table):
   ``architecture_val_balanced_accuracy``, ``architecture_test_balanced_accuracy``,
   ``architecture_shot_accuracy``, ``architecture_params``, ``evaluate_seconds``; and, when
-  it trains on both sets, ``architecture_balanced_val_balanced_accuracy`` and
-  ``architecture_lt_val_balanced_accuracy``.
+  ``[evaluate] trains_on`` adds the balanced set, the same network trained on it:
+  ``architecture_balanced_val_balanced_accuracy`` (validated on the same images).
 
 A supernet-only study has no architecture figures; those cells read "—".
 """
@@ -423,6 +423,6 @@ def compare_study(
         balanced_predicts_longtail=rank_correlation(
             trials,
             _attr("architecture_balanced_val_balanced_accuracy"),
-            _attr("architecture_lt_val_balanced_accuracy"),
+            _attr("architecture_val_balanced_accuracy"),
         ),
     )

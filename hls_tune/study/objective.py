@@ -10,7 +10,10 @@ scratch (`engine.train.train`) once per evaluation seed, on the same data. Inter
 values are reported on one step axis: search epoch e is step e, and epoch e of evaluation
 seed i is step ``search_epochs + i * evaluate.epochs + e`` (search_epochs is
 `SearchConfig.total_epochs`), so a pruner compares supernet accuracies at search steps and
-trained-architecture accuracies of the same seed and epoch at evaluation steps.
+trained-architecture accuracies of the same seed and epoch at evaluation steps. With
+``trains_on = ["longtail", "balanced"]`` the trainings on the balanced counterpart follow
+(run ``seeds + i``) and record ``architecture_balanced_*``; the value stays the long-tailed
+training's.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import optuna
 import torch
 
 from hls_tune import engine
-from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.datasets import balanced_counterpart, prepare_data
 from hls_tune.engine.progress import RunProgress, epoch_summary
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
@@ -199,6 +202,22 @@ def architecture_attrs(runs: list[Any]) -> dict[str, Any]:
         "architecture_madds": int(runs[0].multiply_adds),
         "evaluate_seconds": sum(r.seconds for r in runs),
     }
+
+
+# The figures of the architecture trained on the balanced set, recorded with the prefix
+# ``architecture_balanced_`` (its size is the same network's).
+BALANCED_FIGURES = (
+    "architecture_val_balanced_accuracy",
+    "architecture_val_balanced_accuracy_seeds",
+    "architecture_test_balanced_accuracy",
+    "architecture_shot_accuracy",
+)
+
+
+def evaluation_runs(settings: EvaluateSettings) -> list[tuple[str, int]]:
+    """(training set, seed index) of each evaluation run, in the order of the trial's steps:
+    every seed on the long-tailed set, then every seed on the balanced set."""
+    return [(name, index) for name in settings.trains_on for index in range(settings.seeds)]
 
 
 class _EvaluationPruned(Exception):
@@ -377,7 +396,7 @@ class Objective:
         search_steps = config.total_epochs
         resumed = result.resumed_from_epoch
         eval_dir = self.evaluate_dir(trial)
-        runs: list[Any] = []
+        runs: dict[str, list[Any]] = {"longtail": [], "balanced": []}
 
         def report(base: int, record: Any) -> None:
             value = getattr(record, self.metric)
@@ -385,8 +404,8 @@ class Objective:
                 trial.report(value, base + record.epoch)
 
         try:
-            for index in range(settings.seeds):
-                base = search_steps + index * settings.epochs
+            for position, (trains_on, index) in enumerate(evaluation_runs(settings)):
+                base = search_steps + position * settings.epochs
 
                 def on_epoch(record: Any, base: int = base) -> bool:
                     report(base, record)
@@ -398,22 +417,27 @@ class Objective:
                     for record in restored:
                         report(base, record)
 
+                folder = f"seed-{index}" if trains_on == "longtail" else f"{trains_on}-seed-{index}"
                 run = train(
                     result.genotype,
                     evaluate_train_config(config, result.genotype, settings, index),
                     on_epoch,
-                    data=data,
-                    out=eval_dir / f"seed-{index}" if eval_dir is not None else None,
+                    data=data if trains_on == "longtail" else balanced_counterpart(config.data),
+                    out=eval_dir / folder if eval_dir is not None else None,
                     on_resume=on_resume,
                     should_stop=self.should_stop,
                 )
                 if run.resumed_from_epoch is not None:
                     resumed = base + run.resumed_from_epoch
-                runs.append(run)
+                runs[trains_on].append(run)
         except _EvaluationPruned as pruned:
             self._remove_checkpoints(checkpoint, eval_dir)
-            index, epoch = divmod(pruned.step - search_steps, settings.epochs)
-            reason = f"pruned at step {pruned.step} (evaluation seed {index}, epoch {epoch})"
+            position, epoch = divmod(pruned.step - search_steps, settings.epochs)
+            trains_on, index = evaluation_runs(settings)[position]
+            reason = (
+                f"pruned at step {pruned.step} (evaluation on the {trains_on} set, seed "
+                f"{index}, epoch {epoch})"
+            )
             self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
             raise optuna.TrialPruned(reason) from None
         except NonFiniteLossError as exc:
@@ -426,7 +450,14 @@ class Objective:
             message = f"evaluation {str(exc).removeprefix('search ')} by a signal"
             trial.set_user_attr(FAIL_REASON_ATTR, f"{message}; handed back for a retry")
             raise
-        attrs = architecture_attrs(runs)
+        attrs = architecture_attrs(runs["longtail"])
+        if runs["balanced"]:
+            balanced = architecture_attrs(runs["balanced"])
+            attrs |= {
+                key.replace("architecture_", "architecture_balanced_", 1): balanced[key]
+                for key in BALANCED_FIGURES
+            }
+            attrs["evaluate_seconds"] += balanced["evaluate_seconds"]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         if resumed is not None:
