@@ -119,8 +119,10 @@ def cells(pristine) -> dict[tuple[str, int], tuple[nn.Module, nn.Module, torch.T
     (captured by a hook)."""
     found = {}
     for partial_channels in (1, 2):
-        reference, fused_model, state = pristine["bbn", partial_channels]
-        reference.load_state_dict(state)
+        # Both models back to the initial state, whatever an earlier test left in them
+        # (the pairs are shared by the module; the order of tests is not fixed).
+        reference, fused_model = model_pair(pristine, "bbn", partial_channels)
+        state = pristine["bbn", partial_channels][2]
         named = {
             name: (
                 model.backbone.cells[0],
