@@ -15,6 +15,8 @@ from PIL import Image
 from hls_tune.engine.data.sources import DATASETS, ImageSet, load_source
 from hls_tune.errors import ConfigError
 
+from .helpers import cli_env
+
 # --- digits ---------------------------------------------------------------------------
 
 
@@ -55,6 +57,40 @@ def test_digits_test_set_is_balanced_and_the_rest_is_training(digits) -> None:
     assert sorted(map(bytes, bunch_images.reshape(len(bunch_images), -1).numpy())) == sorted(
         map(bytes, torch.cat([digits.train.images, digits.test.images]).flatten(1).numpy())
     )
+
+
+def test_digits_read_from_the_shipped_file_equal_load_digits_and_skip_importing_sklearn():
+    """`digits_arrays` parses scikit-learn's CSV itself (no 0.7 s `sklearn.datasets` import
+    per worker): the same pixels and labels as `load_digits`, in order."""
+    import subprocess
+
+    from sklearn.datasets import load_digits
+
+    from hls_tune.engine.data.sources import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.images) and np.array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64 and pixels.shape == (1797, 8, 8)
+    probe = (
+        "import sys; from hls_tune.engine.data.sources import load_source; "
+        "load_source('digits', test_per_class=30, seed=0); "
+        "print(sorted(m for m in sys.modules if m.startswith('sklearn')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=cli_env()
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_digits_fall_back_to_load_digits_without_the_csv_file(monkeypatch) -> None:
+    import importlib.util
+
+    from hls_tune.engine.data import sources
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    pixels, labels = sources.digits_arrays()
+    assert pixels.shape == (1797, 8, 8) and labels.shape == (1797,)
 
 
 def test_digits_test_set_depends_only_on_the_seed(digits) -> None:
