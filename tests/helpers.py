@@ -35,6 +35,7 @@ image_size = 8
 imbalance_ratio = 10
 val_fraction = 0.15
 max_per_class = 30
+val_per_class = 10               # 100 validation images: a tiny epoch validates fast
 many_above = 20
 few_below = 8
 

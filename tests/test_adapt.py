@@ -18,7 +18,7 @@ from .helpers import hls_tune, start_hls_tune
 
 DATA = DataConfig(
     dataset="digits", image_size=8, imbalance_ratio=10, val_fraction=0.15,
-    max_per_class=30, many_above=20, few_below=8,
+    max_per_class=30, val_per_class=10, many_above=20, few_below=8,
 )  # fmt: skip
 # The per-op reference supernet (fused=False) is bit-for-bit deterministic on the CPU.
 ADAPT = dict(
@@ -142,6 +142,7 @@ image_size = 8
 val_fraction = 0.15
 imbalance_ratio = 10
 max_per_class = 30
+val_per_class = 10
 many_above = 20
 few_below = 8
 

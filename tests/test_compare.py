@@ -200,6 +200,7 @@ type = "none"
 dataset = "digits"
 image_size = 8
 max_per_class = 30
+val_per_class = 10
 
 [engine]
 channels = 4
@@ -267,6 +268,7 @@ dataset = "digits"
 image_size = 8
 val_fraction = 0.15
 max_per_class = 30
+val_per_class = 10
 many_above = 20
 few_below = 8
 

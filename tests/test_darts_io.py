@@ -149,7 +149,7 @@ def test_a_genotypes_py_is_read_never_executed(tmp_path: Path) -> None:
 
 TRAIN_TINY = (
     "--epochs", "1", "--channels", "4", "--layers", "3", "--batch-size", "32",
-    "--max-per-class", "30", "--device", "cpu",
+    "--max-per-class", "30", "--val-per-class", "10", "--device", "cpu",
 )  # fmt: skip
 
 

@@ -58,6 +58,8 @@ def test_train_writes_one_line_per_epoch_to_a_pipe(tmp_path):
         "8",
         "--max-per-class",
         "30",
+        "--val-per-class",
+        "10",
         "--device",
         "cpu",
         "--auxiliary-weight",

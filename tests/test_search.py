@@ -26,6 +26,7 @@ TINY_DATA = DataConfig(
     many_above=30,
     few_below=10,
     max_per_class=60,
+    val_per_class=10,
 )
 
 

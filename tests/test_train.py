@@ -33,6 +33,7 @@ TINY_DATA = DataConfig(
     many_above=30,
     few_below=10,
     max_per_class=60,
+    val_per_class=10,
 )
 TINY = dict(data=TINY_DATA, epochs=1, channels=4, layers=3, batch_size=32, device="cpu")
 BBN_GENOTYPE = builtin_genotype("darts_v2").to_dict() | {
@@ -155,7 +156,8 @@ def test_hls_tune_train_trains_an_exported_record_and_writes_its_metrics(tmp_pat
     out = tmp_path / "out"
     result = hls_tune(
         "train", str(record), "--epochs", "1", "--channels", "4", "--layers", "3",
-        "--batch-size", "32", "--max-per-class", "30", "--device", "cpu", "--out", str(out),
+        "--batch-size", "32", "--max-per-class", "30", "--val-per-class", "10", "--device",
+        "cpu", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "multiply-adds" in result.stdout
