@@ -1,5 +1,5 @@
-"""Crash-proof studies with real worker processes: kill -9, SIGTERM, a database restart,
-eight workers on one file, out-of-memory trials."""
+"""Crash-proof studies with real worker processes: SIGTERM, a database restart, eight
+workers on one file, out-of-memory trials (kill -9 on every storage: test_recovery.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from .helpers import hls_tune, start_hls_tune, write_study
 
 pytestmark = pytest.mark.slow
 
-FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "3")
 
 
 def _study(url: str, name: str = "tiny") -> optuna.Study:
@@ -72,54 +71,9 @@ def _finished_states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials()]
 
 
-def test_kill_9_mid_trial_costs_at_most_an_epoch_and_the_retry_resumes(tmp_path):
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    _create(tmp_path, url, n_trials=2, epochs=4)
-    ckpt = tmp_path / "ckpt"
-    victim = start_hls_tune(
-        "worker",
-        "--study",
-        "tiny",
-        "--storage",
-        url,
-        "--no-progress",
-        "--checkpoint-dir",
-        str(ckpt),
-        *FAST_HEARTBEAT,
-    )
-    _wait_for(lambda: any(ckpt.rglob("trial-0.pt")), 300, "the first epoch checkpoint")
-    victim.kill()  # SIGKILL: no handler, no cleanup
-    victim.wait()
-    # the dead worker's trial is still RUNNING; the rest of the budget is still queued
-    assert _finished_states(_study(url)) == [TrialState.RUNNING, TrialState.WAITING]
-
-    survivor = hls_tune(
-        "worker",
-        "--study",
-        "tiny",
-        "--storage",
-        url,
-        "--no-progress",
-        "--checkpoint-dir",
-        str(ckpt),
-        *FAST_HEARTBEAT,
-    )
-    assert survivor.returncode == 0, survivor.stderr
-    trials = _study(url).get_trials()
-    states = [t.state for t in trials]
-    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
-    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == 2, states
-    retried = [t for t in done if t.system_attrs.get("failed_trial") == 0]
-    assert len(retried) == 1
-    assert retried[0].user_attrs["resumed_from_epoch"] > 0
-    # the retry re-reported the epochs its original had measured: no hole in the curve
-    assert sorted(retried[0].intermediate_values) == [0, 1, 2, 3]
-
-
 def test_sigterm_to_the_launcher_stops_workers_and_leaves_no_running_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    _create(tmp_path, url, n_trials=4, epochs=4)
+    _create(tmp_path, url, n_trials=2, epochs=3)  # one trial per worker
     ckpt = tmp_path / "ckpt"
     launcher = start_hls_tune(
         "launch",
@@ -158,7 +112,7 @@ def test_sigterm_to_the_launcher_stops_workers_and_leaves_no_running_trial(tmp_p
     assert finisher.returncode == 0, finisher.stderr
     trials = _study(url).get_trials()
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == 4
+    assert len(done) == 2
     assert any(t.user_attrs.get("resumed_from_epoch", 0) > 0 for t in done)
 
 
