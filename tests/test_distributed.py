@@ -19,7 +19,6 @@ from .helpers import hls_tune, start_hls_tune, write_study
 pytestmark = pytest.mark.slow
 
 
-
 def _study(url: str, name: str = "tiny") -> optuna.Study:
     from hls_tune.study.storage import open_storage
 
