@@ -13,7 +13,7 @@ seed i is step ``search_epochs + i * evaluate.epochs + e`` (search_epochs is
 trained-architecture accuracies of the same seed and epoch at evaluation steps. With
 ``trains_on = ["longtail", "balanced"]`` the trainings on the balanced counterpart follow
 (run ``seeds + i``) and record ``architecture_balanced_*``; the value stays the long-tailed
-training's.
+training's, and those steps are reported but never pruned (the value is known by then).
 """
 
 from __future__ import annotations
@@ -407,9 +407,13 @@ class Objective:
             for position, (trains_on, index) in enumerate(evaluation_runs(settings)):
                 base = search_steps + position * settings.epochs
 
-                def on_epoch(record: Any, base: int = base) -> bool:
+                # Once the long-tailed trainings are done the trial has its value: the
+                # balanced ones are reported (the curve shows them) but never pruned.
+                prunable = self.reports and trains_on == "longtail"
+
+                def on_epoch(record: Any, base: int = base, prunable: bool = prunable) -> bool:
                     report(base, record)
-                    if self.reports and trial.should_prune():
+                    if prunable and trial.should_prune():
                         raise _EvaluationPruned(base + record.epoch)
                     return True
 
