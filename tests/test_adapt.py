@@ -164,6 +164,7 @@ adapt_mode = {ADAPT_MODES}
 """
 
 
+@pytest.mark.slow
 def test_two_workers_started_together_search_the_source_once_and_share_it(tmp_path):
     study_file = tmp_path / "adapt.toml"
     study_file.write_text(ADAPT_STUDY.replace("{ADAPT_MODES}", '["head_ce", "finetune"]'))

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes, end to end
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
 
 

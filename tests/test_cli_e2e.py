@@ -15,6 +15,8 @@ import torch
 
 from tests.helpers import hls_tune, start_hls_tune, write_study
 
+pytestmark = pytest.mark.slow  # real processes, end to end
+
 DEADLINE_S = 300.0
 EPOCHS = 4
 

@@ -96,6 +96,7 @@ def test_each_gpu_slot_starts_its_worker_on_its_own_gpu():
     assert [s.label for s in gpu_slots(parse_gpus("2,2,5"))] == ["gpu2.0", "gpu2.1", "gpu5"]
 
 
+@pytest.mark.slow
 def test_launch_starts_workers_per_gpu_workers_on_each_gpu(tmp_path: Path) -> None:
     """GPUs 98 and 99 do not exist, so each of the four workers dies once at start."""
     url = _create_study(tmp_path, n_trials=2)
@@ -124,6 +125,7 @@ def test_launch_starts_workers_per_gpu_workers_on_each_gpu(tmp_path: Path) -> No
     assert "[gpu98] " not in output and "[gpu99] " not in output, output
 
 
+@pytest.mark.slow
 def test_launch_restarts_a_dying_worker_at_most_max_restarts_times(tmp_path: Path) -> None:
     """GPUs 98 and 99 do not exist (here or on a GPU machine), so each worker dies at start;
     the list's spaces, leading zero and trailing comma are accepted."""
@@ -196,6 +198,7 @@ def _interrupt_worker(url: str, tmp_path: Path, number: int) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_worker_retries_an_interrupted_trial_at_most_max_retries_times(tmp_path: Path) -> None:
     # Thousands of one-step epochs: the trial is still running when the signal arrives.
     url = _create_study(tmp_path, n_trials=1, epochs=5000)

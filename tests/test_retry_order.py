@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 from hls_tune.study.storage import open_storage
 from tests.helpers import hls_tune, start_hls_tune, write_study
 
+pytestmark = pytest.mark.slow  # real processes, end to end
+
 DEADLINE_S = 300.0
 HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "2")
 
