@@ -56,13 +56,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow tests (real processes, end to end) first, each group in its own order: the two
-    test processes then end together, rather than one of them running a long end-to-end
-    test alone at the end of the run."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True)
 def _no_remembered_passwords() -> Iterator[None]:
     """Each test starts in a process that remembers no password: the redactor hides every
