@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import Any
 
 import torch
 
@@ -37,15 +38,16 @@ def prepare_data(data: DataConfig) -> LongTailData:
         _load(data),
         imbalance_ratio=data.imbalance_ratio,
         profile=data.profile,
-        val_fraction=data.val_fraction,
-        alpha_fraction=data.alpha_fraction,
-        seed=data.seed,
-        many_above=data.many_above,
-        few_below=data.few_below,
-        max_per_class=data.max_per_class,
         val_source=data.val_source,
         val_per_class=data.val_per_class,
+        **_split_settings(data),
     )
+
+
+def _split_settings(data: DataConfig) -> dict[str, Any]:
+    """The settings a long-tailed set and its balanced counterpart are split with alike."""
+    keys = ("val_fraction", "alpha_fraction", "seed", "many_above", "few_below", "max_per_class")
+    return {key: getattr(data, key) for key in keys}
 
 
 def image_key(image: torch.Tensor) -> bytes:
@@ -70,12 +72,7 @@ def balanced_split(source: SourceData, data: DataConfig, target: LongTailData) -
         SourceData(train=without_images(source.train, held_out), test=source.test),
         imbalance_ratio=1.0,
         profile="exponential",  # IR 1: every class at the head count
-        val_fraction=data.val_fraction,
-        alpha_fraction=data.alpha_fraction,
-        seed=data.seed,
-        many_above=data.many_above,
-        few_below=data.few_below,
-        max_per_class=data.max_per_class,
+        **_split_settings(data),
         # The balanced set's own validation part is never evaluated (runs validate on the
         # target's); a split of a balanced set needs no unused images.
         val_source="longtail_split",
