@@ -83,11 +83,18 @@ def test_digits_read_from_the_shipped_file_equal_load_digits_and_skip_importing_
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_digits_fall_back_to_load_digits_without_the_csv_file(monkeypatch) -> None:
+def test_digits_fall_back_to_load_digits_without_the_csv_file(monkeypatch, tmp_path) -> None:
+    """Where scikit-learn's file cannot be located, `load_digits` reads it; a file of the
+    same name under the current directory is never taken for it."""
+    import gzip
     import importlib.util
 
     from hls_tune.engine.data import sources
 
+    planted = tmp_path / "datasets" / "data" / "digits.csv.gz"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(gzip.compress(b",".join([b"16"] * 64) + b",7\n"))
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     pixels, labels = sources.digits_arrays()
     assert pixels.shape == (1797, 8, 8) and labels.shape == (1797,)

@@ -210,11 +210,11 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     where scikit-learn keeps it.
     """
     spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    folders = spec.submodule_search_locations if spec is not None else None
-    path = Path(next(iter(folders or ["."]))) / "datasets" / "data" / "digits.csv.gz"
-    if path.is_file():
-        table = np.loadtxt(path, delimiter=",")
-        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
