@@ -68,7 +68,7 @@ from hls_tune.engine.losses import class_loss_weights
 from hls_tune.engine.progress import StepHook
 from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS
-from hls_tune.engine.search import Search, build_supernet
+from hls_tune.engine.search import Search, alpha_optimizer, build_supernet, weight_optimizer
 from hls_tune.engine.settings import DataConfig, SearchConfig
 from hls_tune.errors import ConfigError, SearchInterrupted
 
@@ -349,19 +349,8 @@ class _Adaptation:
         self.alpha_stream = InstanceStream(self.alpha_images, self.generator)
         self.weight_steps = max(1, len(self.weight_images) // config.batch_size)
         self.alpha_steps = max(1, len(self.alpha_images) // config.batch_size)
-        self.weight_optimizer = torch.optim.SGD(
-            self.trainable,
-            lr=config.weight_lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-        alpha_groups = self.model.alpha_groups()
-        self.alpha_optimizer = torch.optim.Adam(
-            [{"params": alpha_groups[g], "name": g} for g in self.groups],
-            lr=config.alpha_lr,
-            betas=config.alpha_betas,
-            weight_decay=config.alpha_weight_decay,
-        )
+        self.weight_optimizer = weight_optimizer(self.trainable, config)
+        self.alpha_optimizer = alpha_optimizer(self.model, self.groups, config)
         self.should_stop: Callable[[], bool] | None = None
         self.on_step: StepHook | None = None
 
