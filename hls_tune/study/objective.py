@@ -33,7 +33,7 @@ from hls_tune.engine.datasets import balanced_counterpart, prepare_data
 from hls_tune.engine.progress import RunProgress, epoch_summary
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
-from hls_tune.study.config import EvaluateSettings, StudyFile
+from hls_tune.study.config import TRAINING_SETS, EvaluateSettings, StudyFile
 from hls_tune.study.space import suggest
 from hls_tune.study.study import (
     CONFIG_ATTR,
@@ -396,7 +396,7 @@ class Objective:
         search_steps = config.total_epochs
         resumed = result.resumed_from_epoch
         eval_dir = self.evaluate_dir(trial)
-        runs: dict[str, list[Any]] = {"longtail": [], "balanced": []}
+        runs: dict[str, list[Any]] = {name: [] for name in TRAINING_SETS}
 
         def report(base: int, record: Any) -> None:
             value = getattr(record, self.metric)
