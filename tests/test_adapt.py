@@ -45,11 +45,18 @@ def _alphas(metrics) -> torch.Tensor:
 @pytest.mark.parametrize("mode", ADAPT_MODES)
 def test_every_adapt_mode_runs_and_reports_each_adaptation_epoch(mode, target, cache):
     config = SearchConfig(**ADAPT, adapt_mode=mode)
-    seen = []
+    seen, steps = [], []
     result = engine.run_search(
-        config, data=target, source_cache=cache, on_epoch=lambda m: seen.append(m) or True
+        config,
+        data=target,
+        source_cache=cache,
+        on_epoch=lambda m: seen.append(m) or True,
+        on_step=lambda epoch, step, total, images: steps.append((epoch, step, total)),
     )
     assert len(seen) == config.total_epochs == (1 if mode == "none" else 3)
+    # the progress display hears every step of every adaptation epoch through run_search
+    assert {epoch for epoch, _, _ in steps} == set(range(config.total_epochs))
+    assert all(1 <= step <= total for _, step, total in steps)
     assert result.history == tuple(seen) and result.genotype == seen[-1].genotype
     assert 0.0 <= result.val_balanced_accuracy <= 1.0 and result.test_accuracy is not None
     assert result.source["epochs"] == 1

@@ -45,7 +45,7 @@ def run_search(
     """Runs one search for `config.method`: adapt_head (a cached source search, then the
     adaptation to the target, SPEC §5) goes to `adapt.run`, with `source_cache` (the
     directory of shared source supernets), every other method to `search.run`; the other
-    arguments are `search.run`'s."""
+    arguments, `on_step` included, are both loops'."""
     if config.method == "adapt_head":
         from hls_tune.engine import adapt
 
@@ -57,6 +57,7 @@ def run_search(
             on_resume=on_resume,
             should_stop=should_stop,
             source_cache=source_cache,
+            on_step=on_step,
         )
     from hls_tune.engine import search as loop
 
