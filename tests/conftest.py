@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from .helpers import NO_CUDA, in_ci, missing_component
+from tests.support.helpers import NO_CUDA, in_ci, missing_component
 
 # The machine running the suite is shared: a property test's example may take longer than
 # hypothesis's default 200 ms deadline without anything being wrong.
@@ -350,7 +350,7 @@ def _artifacts_outside_the_repository(
     in the tests that default points into the session's temporary directory instead, and the
     `hls-tune` processes of `helpers` run in a scratch directory there (so ./checkpoints and
     other relative defaults stay out of the repository)."""
-    from . import helpers
+    from tests.support import helpers
 
     patch = pytest.MonkeyPatch()
     patch.setenv("HLS_TUNE_ARTIFACTS", str(tmp_path_factory.mktemp("default-artifacts")))

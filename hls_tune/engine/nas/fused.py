@@ -1,6 +1,6 @@
 """Fused DARTS supernets: the reference modules, parameters and state_dict keys of
 `hls_tune.engine.nas.supernet` with a faster cell forward (docs/performance.md,
-tests/test_fused.py).
+tests/engine/nas/test_fused.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,214 @@
+"""adapt_head (SPEC §5): the shared source supernet cache, the α phase that lets the
+target choose the architecture, and every adapt_mode."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optuna
+import pytest
+import torch
+
+from hls_tune import engine
+from hls_tune.engine import adapt
+from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.settings import ADAPT_MODES, DataConfig, SearchConfig
+from tests.support.helpers import hls_tune, start_hls_tune
+
+DATA = DataConfig(
+    dataset="digits", image_size=8, imbalance_ratio=10, val_fraction=0.15,
+    max_per_class=30, val_per_class=10, many_above=20, few_below=8,
+)  # fmt: skip
+# The per-op reference supernet (fused=False) is bit-for-bit deterministic on the CPU.
+ADAPT = dict(
+    method="adapt_head", data=DATA, channels=4, layers=3, epochs=1, head_epochs=1,
+    adapt_alpha_epochs=2, batch_size=16, flip=False, crop_padding=1, device="cpu",
+    weight_lr=0.1, alpha_lr=0.05, fused=False,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def target():
+    return prepare_data(DATA)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sources")
+
+
+def _alphas(metrics) -> torch.Tensor:
+    return torch.cat([torch.tensor(v).flatten() for _, v in sorted(metrics["alphas"].items())])
+
+
+@pytest.mark.parametrize("mode", ADAPT_MODES)
+def test_every_adapt_mode_runs_and_reports_each_adaptation_epoch(mode, target, cache):
+    config = SearchConfig(**ADAPT, adapt_mode=mode)
+    seen, steps = [], []
+    result = engine.run_search(
+        config,
+        data=target,
+        source_cache=cache,
+        on_epoch=lambda m: seen.append(m) or True,
+        on_step=lambda epoch, step, total, images: steps.append((epoch, step, total)),
+    )
+    assert len(seen) == config.total_epochs == (1 if mode == "none" else 3)
+    # the progress display hears every step of every adaptation epoch through run_search
+    assert {epoch for epoch, _, _ in steps} == set(range(config.total_epochs))
+    assert all(1 <= step <= total for _, step, total in steps)
+    assert result.history == tuple(seen) and result.genotype == seen[-1].genotype
+    assert 0.0 <= result.val_balanced_accuracy <= 1.0 and result.test_accuracy is not None
+    assert result.source["epochs"] == 1
+    if mode == "none":  # the source supernet as is
+        assert result.genotype.to_dict() == result.source["genotype"]
+
+
+def test_the_source_key_depends_only_on_the_source_settings(target):
+    config = SearchConfig(**ADAPT)
+    key = adapt.source_key(config, target)
+    for change in (
+        dict(adapt_mode="finetune"), dict(head_epochs=3), dict(reweight="effective_number"),
+        dict(adapt_alpha_epochs=0), dict(fused=True), dict(eval_batch_size=7),
+    ):  # fmt: skip
+        assert adapt.source_key(dataclasses.replace(config, **change), target) == key, change
+    for change in (dict(epochs=2), dict(seed=1), dict(channels=6), dict(alpha_lr=0.1)):
+        assert adapt.source_key(dataclasses.replace(config, **change), target) != key, change
+    other_split = prepare_data(dataclasses.replace(DATA, seed=1))
+    assert adapt.source_key(config, other_split) != key  # other held-out images
+
+
+def test_the_alpha_phase_lets_the_target_choose_the_architecture(target, cache):
+    config = SearchConfig(**ADAPT)
+    result = engine.run_search(config, data=target, source_cache=cache)
+    head_done, last = result.history[0].to_dict(), result.history[-1].to_dict()
+    # α is the source's after the weight phase and moves during the α phase.
+    assert result.history[0].alpha_lrs == {"backbone_normal": 0.0, "backbone_reduce": 0.0}
+    assert not torch.allclose(_alphas(head_done), _alphas(last))
+    # Without the α phase the genotype is the source's; another target moves α elsewhere.
+    frozen = engine.run_search(
+        dataclasses.replace(config, adapt_alpha_epochs=0), data=target, source_cache=cache
+    )
+    assert frozen.genotype.to_dict() == frozen.source["genotype"]
+    other = dataclasses.replace(DATA, imbalance_ratio=2.0)
+    shifted = engine.run_search(
+        dataclasses.replace(config, data=other), data=prepare_data(other), source_cache=cache
+    )
+    assert not torch.allclose(_alphas(last), _alphas(shifted.history[-1].to_dict()))
+    assert result.genotype != frozen.genotype or shifted.genotype != result.genotype
+
+
+def test_a_finetuned_or_head_adaptation_freezes_what_it_must(target, cache):
+    config = SearchConfig(**ADAPT, adapt_mode="head_reweight")
+    source = adapt.source_supernet(config, target, cache_dir=cache, device=torch.device("cpu"))
+    run = adapt._Adaptation(config, source, target, torch.device("cpu"))
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.train_epoch(0)  # the head phase: only the head moves (BN statistics too stay)
+    after = {k: v.clone() for k, v in run.model.state_dict().items()}
+    head = {"classifier.weight", "classifier.bias"}
+    assert {k for k in before if not torch.equal(before[k], after[k])} == head
+    run.train_epoch(1)  # the α phase: only α moves
+    moved = {k for k, v in run.model.state_dict().items() if not torch.equal(after[k], v)}
+    assert moved and all(k.startswith("alphas.") for k in moved), moved
+    tuned = adapt._Adaptation(
+        dataclasses.replace(config, adapt_mode="finetune"), source, target, torch.device("cpu")
+    )
+    before = {k: v.clone() for k, v in tuned.model.state_dict().items()}
+    tuned.train_epoch(0)
+    moved = {k for k, v in tuned.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert not any(k.startswith("alphas.") for k in moved) and len(moved) > 10
+
+
+def test_adapt_head_resumes_across_the_phase_boundary_exactly(target, cache, tmp_path):
+    config = SearchConfig(**ADAPT)
+    whole = engine.run_search(config, data=target, source_cache=cache)
+    checkpoint = tmp_path / "a.pt"
+    first = engine.run_search(
+        config, data=target, source_cache=cache, checkpoint=checkpoint, on_epoch=lambda m: False
+    )
+    assert first.stopped_early and len(first.history) == 1
+    resumed = engine.run_search(config, data=target, source_cache=cache, checkpoint=checkpoint)
+    assert resumed.resumed_from_epoch == 1 and not resumed.source["built"]
+    assert [m.val_accuracy for m in resumed.history] == [m.val_accuracy for m in whole.history]
+    assert resumed.genotype == whole.genotype and resumed.test_accuracy == whole.test_accuracy
+
+
+ADAPT_STUDY = """
+[study]
+name = "adapt"
+metric = "val_balanced_accuracy"
+n_trials = 2
+[study.sampler]
+type = "grid"
+[study.pruner]
+type = "none"
+
+[data]
+dataset = "digits"
+image_size = 8
+val_fraction = 0.15
+imbalance_ratio = 10
+max_per_class = 30
+val_per_class = 10
+many_above = 20
+few_below = 8
+
+[engine]
+method = "adapt_head"
+channels = 4
+layers = 3
+epochs = 2
+head_epochs = 1
+adapt_alpha_epochs = 1
+batch_size = 16
+flip = false
+crop_padding = 1
+device = "cpu"
+fused = false
+
+[space]
+adapt_mode = {ADAPT_MODES}
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_started_together_search_the_source_once_and_share_it(tmp_path):
+    study_file = tmp_path / "adapt.toml"
+    study_file.write_text(ADAPT_STUDY.replace("{ADAPT_MODES}", '["head_ce", "finetune"]'))
+    url = f"sqlite:///{tmp_path / 'adapt.db'}"
+    assert hls_tune("study", "create", str(study_file), "--storage", url).returncode == 0
+    worker = ("worker", "--study", "adapt", "--storage", url, "--no-progress")
+    checkpoints = tmp_path / "ck"
+    workers = [start_hls_tune(*worker, "--checkpoint-dir", str(checkpoints)) for _ in "ab"]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name="adapt", storage=url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.params["adapt_mode"] for t in trials) == ["finetune", "head_ce"]
+    sources = [t.user_attrs["source_supernet"] for t in trials]
+    assert len({s["key"] for s in sources}) == 1  # both trials adapted one source
+    assert sorted(s["built"] for s in sources) == [False, True]  # searched exactly once
+    assert [p.name for p in (checkpoints / "sources").glob("*.pt")] == [
+        f"source-{sources[0]['key']}.pt"
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", ['adapt_mode = "head"', "adapt_alpha_epochs = -1", 'adapt_mode = ["none", "full"]']
+)
+def test_a_bad_adapt_setting_is_one_line_and_exit_2(tmp_path, line):
+    text = ADAPT_STUDY.replace("adapt_mode = {ADAPT_MODES}", "")
+    if line.startswith("adapt_mode = ["):
+        text = text.replace("[space]\n", f"[space]\n{line}\n")
+    elif line.startswith("adapt_alpha_epochs"):
+        text = text.replace("adapt_alpha_epochs = 1", line)
+    else:
+        text = text.replace("[engine]\n", f"[engine]\n{line}\n")
+    study_file = tmp_path / "bad.toml"
+    study_file.write_text(text)
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    result = hls_tune("study", "create", str(study_file), "--storage", url)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    key = line.split(" =")[0]
+    assert key in result.stderr and "must" in result.stderr, result.stderr
+    assert not (tmp_path / "bad.db").exists()

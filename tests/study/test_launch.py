@@ -1,0 +1,218 @@
+"""`launch --gpus` / `--max-restarts` and `worker --max-retries`, with real processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hls_tune.errors import ConfigError
+from hls_tune.study.launch import gpu_slots, parse_gpus, worker_process
+from tests.support.helpers import hls_tune, start_hls_tune, write_study
+
+DEADLINE_S = 300.0
+
+
+def _create_study(tmp_path: Path, **study: object) -> str:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study_file = write_study(tmp_path / "s.toml", **study)  # type: ignore[arg-type]
+    created = hls_tune("study", "create", str(study_file), "--storage", url)
+    assert created.returncode == 0, created.stderr
+    return url
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="tiny", storage=url).get_trials(deepcopy=False)
+
+
+@pytest.mark.parametrize(
+    "gpus",
+    ["", " , ", "-1", "0,-1", "a", "1.5", "0;1", "٣"],
+)
+def test_launch_rejects_a_bad_gpus_list_in_one_line_and_writes_nothing(
+    tmp_path: Path, gpus: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = hls_tune(
+        "launch",
+        "--study",
+        "tiny",
+        "--storage",
+        f"sqlite:///{work / 'study.db'}",
+        "--gpus",
+        gpus,
+        "--checkpoint-dir",
+        str(work / "checkpoints"),
+        "--artifacts",
+        str(work / "artifacts"),
+        cwd=work,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: --gpus "), lines[0]
+    assert repr(gpus) in lines[0]
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("gpus", "workers_per_gpu", "ids"),
+    [
+        ("0,1", 1, ["0", "1"]),
+        ("0,1", 2, ["0", "0", "1", "1"]),
+        (" 1, 03 ,", 3, ["1", "1", "1", "3", "3", "3"]),
+        ("0,0,1,1", 1, ["0", "0", "1", "1"]),  # an id given twice: the explicit slot list
+        ("1,0,01", 1, ["1", "0", "1"]),  # 01 is GPU 1 again
+    ],
+)
+def test_gpus_and_workers_per_gpu_give_one_slot_per_worker(gpus, workers_per_gpu, ids):
+    assert parse_gpus(gpus, workers_per_gpu) == ids
+
+
+def test_a_gpu_slot_list_with_workers_per_gpu_is_refused_naming_both():
+    with pytest.raises(ConfigError, match=r"--gpus '0,0,1' repeats .* --workers-per-gpu 2"):
+        parse_gpus("0,0,1", 2)
+
+
+def test_each_gpu_slot_starts_its_worker_on_its_own_gpu():
+    """The argv and environment launch gives each slot's worker process."""
+    url = "postgresql://user:secret@db/hls"
+    slots = gpu_slots(parse_gpus("0,1", 2))
+    assert [s.label for s in slots] == ["gpu0.0", "gpu0.1", "gpu1.0", "gpu1.1"]
+    started = [worker_process(url, "s", slot, environ={"PATH": "/bin"}) for slot in slots]
+    visible = [env["CUDA_VISIBLE_DEVICES"] for _, env in started]
+    assert visible == ["0", "0", "1", "1"]
+    for argv, env in started:
+        assert argv[argv.index("--device") + 1] == "cuda:0"  # the one GPU it sees
+        assert argv[argv.index("--study") + 1] == "s"
+        assert env["HLS_TUNE_STORAGE"] == url and not any("secret" in a for a in argv)
+        assert "HLS_TUNE_THREADS" not in env  # each worker sizes its own threads
+    assert [s.label for s in gpu_slots(parse_gpus("2,2,5"))] == ["gpu2.0", "gpu2.1", "gpu5"]
+
+
+@pytest.mark.slow
+def test_launch_starts_workers_per_gpu_workers_on_each_gpu(tmp_path: Path) -> None:
+    """GPUs 98 and 99 do not exist, so each of the four workers dies once at start."""
+    url = _create_study(tmp_path, n_trials=2)
+    result = hls_tune(
+        "launch",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--gpus",
+        "98,99",
+        "--workers-per-gpu",
+        "2",
+        "--max-restarts",
+        "0",
+        "--checkpoint-dir",
+        str(tmp_path / "checkpoints"),
+        "--no-artifacts",
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for slot in ("gpu98.0", "gpu98.1", "gpu99.0", "gpu99.1"):
+        assert f"[{slot}] exited with 2; no restart left (0/0 used)" in output, output
+    assert "[gpu98] " not in output and "[gpu99] " not in output, output
+
+
+@pytest.mark.slow
+def test_launch_restarts_a_dying_worker_at_most_max_restarts_times(tmp_path: Path) -> None:
+    """GPUs 98 and 99 do not exist (here or on a GPU machine), so each worker dies at start;
+    the list's spaces, leading zero and trailing comma are accepted."""
+    url = _create_study(tmp_path, n_trials=3)
+    result = hls_tune(
+        "launch",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--gpus",
+        " 98, 099 ,",
+        "--max-restarts",
+        "2",
+        "--checkpoint-dir",
+        str(tmp_path / "checkpoints"),
+        "--no-artifacts",
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for slot in ("gpu98", "gpu99"):
+        lines = [line for line in output.splitlines() if line.startswith(f"[{slot}] ")]
+        died = [line for line in lines if "no CUDA device is available" in line]
+        assert len(died) == 3, output  # the first start and two restarts
+        restarts = [line for line in lines if "; restart " in line]
+        assert [line.split("; restart ")[1] for line in restarts] == ["1/2", "2/2"], output
+        assert f"[{slot}] exited with 2; no restart left (2/2 used)" in lines, output
+    # A worker that cannot use its device claims no trial: the budget stays queued.
+    assert [t.state for t in _trials(url)] == [TrialState.WAITING] * 3
+
+
+def _wait_for_epoch(url: str, number: int, worker: subprocess.Popen) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+        trial = next((t for t in _trials(url) if t.number == number), None)
+        if trial is not None and trial.intermediate_values:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"trial {number} reported no epoch within {DEADLINE_S} s")
+
+
+def _interrupt_worker(url: str, tmp_path: Path, number: int) -> str:
+    """Starts a worker, waits until trial `number` finished an epoch, sends SIGTERM."""
+    worker = start_hls_tune(
+        "worker",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--max-retries",
+        "1",
+        "--no-progress",
+        "--no-artifacts",
+        "--checkpoint-dir",
+        str(tmp_path / "checkpoints"),
+        cwd=tmp_path,
+    )
+    try:
+        _wait_for_epoch(url, number, worker)
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=DEADLINE_S)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, output
+    return output
+
+
+@pytest.mark.slow
+def test_worker_retries_an_interrupted_trial_at_most_max_retries_times(tmp_path: Path) -> None:
+    # Thousands of one-step epochs: the trial is still running when the signal arrives.
+    url = _create_study(tmp_path, n_trials=1, epochs=5000)
+
+    output = _interrupt_worker(url, tmp_path, 0)
+    assert "trial 0 interrupted" in output and "handed back for a retry" in output, output
+    first, retry = _trials(url)
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == 0  # Optuna's retry record
+    assert retry.params == first.params
+
+    output = _interrupt_worker(url, tmp_path, 1)  # the retry is interrupted in turn
+    assert "trial 1 interrupted" in output and "retries are used up" in output, output
+    trials = _trials(url)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL], output
+    assert trials[1].system_attrs["retry_history"] == [0]

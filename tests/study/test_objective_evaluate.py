@@ -1,0 +1,347 @@
+"""The [evaluate] stage of a trial: the derived genotype trained from scratch, as the value,
+resumed after a kill -9, multi-objective studies and their Pareto export (real processes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from optuna_dashboard import get_note
+
+from hls_tune.errors import ConfigError
+from hls_tune.study.config import parse_study_text
+from hls_tune.study.study import trial_metrics
+from tests.support.helpers import TINY_STUDY, hls_tune, start_hls_tune, write_study
+
+FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "3")
+
+EVALUATE = """
+[evaluate]
+channels = 4
+layers = 3
+epochs = {epochs}
+batch_size = 32
+lr = 0.05
+cutout = false
+drop_path = false
+auxiliary = false
+seeds = {seeds}
+"""
+
+
+def _write(
+    tmp_path: Path, study_lines: str, *, epochs: int = 2, seeds: int = 2, n_trials: int = 1
+) -> Path:
+    """The tiny study with `study_lines` added to [study] and an [evaluate] table."""
+    path = write_study(
+        tmp_path / "study.toml",
+        n_trials=n_trials,
+        epochs=2,
+        extra=EVALUATE.format(epochs=epochs, seeds=seeds),
+    )
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("[study]\n", "[study]\n" + study_lines, 1), encoding="utf-8")
+    return path
+
+
+def _study(url: str, name: str = "tiny") -> optuna.Study:
+    from hls_tune.study.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _worker(url: str, ckpt: Path, *args: str):
+    return (
+        "worker",
+        "--study",
+        "tiny",
+        "--storage",
+        url,
+        "--no-progress",
+        "--checkpoint-dir",
+        str(ckpt),
+        *args,
+    )
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _text(
+    study_lines: str = "", evaluate: str = EVALUATE.format(epochs=2, seeds=1), pruner: str = "none"
+) -> str:
+    base = TINY_STUDY.format(name="t", n_trials=1, epochs=2, pruner=pruner)
+    return base.replace("[study]\n", "[study]\n" + study_lines, 1) + evaluate
+
+
+def test_an_evaluate_table_parses_into_its_settings():
+    parsed = parse_study_text(_text('objective = "architecture"\n'))
+    assert parsed.evaluate is not None
+    assert (parsed.evaluate.epochs, parsed.evaluate.seeds, parsed.evaluate.cutout) == (2, 1, False)
+    assert parsed.study.objective == "architecture" and not parsed.study.multi_objective
+
+
+@pytest.mark.parametrize(
+    ("study_lines", "evaluate", "message"),
+    [
+        ("", "[evaluate]\nepoch = 3\n", "unknown key evaluate.epoch (did you mean 'epochs'?)"),
+        ("", "[evaluate]\nseeds = 0\n", "evaluate.seeds must be an integer >= 1 but got 0"),
+        ("", '[evaluate]\ncutout = "yes"\n', "evaluate.cutout must be a boolean but got 'yes'"),
+        ("", "[evaluate]\nlr = 0\n", "evaluate.lr must be a number > 0 but got 0"),
+        ('objective = "architecture"\n', "", "needs an [evaluate] table"),
+        ('objective = "trained"\n', "", "study.objective must be one of"),
+        (
+            'objective = "architecture"\ndirections = ["maximize", "minimize"]\n',
+            "median",
+            'study.pruner.type must be "none" with study.directions',
+        ),
+        (
+            'directions = ["maximize", "minimize"]\n',
+            None,
+            'study.directions needs study.objective = "architecture"',
+        ),
+        (
+            'objective = "architecture"\ndirections = ["maximize"]\n',
+            None,
+            "study.directions must be two of maximize, minimize",
+        ),
+        ('size_objective = "architecture_madds"\n', None, "needs study.directions"),
+        (
+            "",
+            '[evaluate]\ntrains_on = ["balanced"]\n',
+            'evaluate.trains_on must include "longtail" (the architecture trained on the '
+            "long-tailed set gives the trial's accuracy) but got ['balanced']",
+        ),
+        *(
+            (
+                "",
+                f"[evaluate]\ntrains_on = {value}\n",
+                'evaluate.trains_on must be a list of distinct names from "longtail", '
+                f'"balanced" but got {shown}',
+            )
+            for value, shown in [
+                ('"longtail"', "'longtail'"),
+                ("[]", "[]"),
+                ('["longtail", "lt"]', "['longtail', 'lt']"),
+                ('["longtail", "longtail"]', "['longtail', 'longtail']"),
+                ('["longtail", 1]', "['longtail', 1]"),
+            ]
+        ),
+    ],
+)
+def test_bad_evaluate_and_objective_settings_name_the_key(study_lines, evaluate, message):
+    if evaluate == "median":
+        text = _text(study_lines, pruner="median")
+    elif evaluate is None:
+        text = _text(study_lines)
+    else:
+        text = _text(study_lines, evaluate)
+    with pytest.raises(ConfigError) as error:
+        parse_study_text(text)
+    assert message in str(error.value)
+
+
+def test_trains_on_defaults_to_the_long_tailed_set_and_orders_the_sets():
+    assert parse_study_text(_text()).evaluate.trains_on == ("longtail",)
+    both = _text(evaluate='[evaluate]\ntrains_on = ["balanced", "longtail"]\n')
+    assert parse_study_text(both).evaluate.trains_on == ("longtail", "balanced")
+
+
+def test_a_trial_trained_on_both_sets_records_both_and_compare_ranks_them():
+    """trains_on = ["longtail", "balanced"]: each seed trains on both sets, the value stays
+    the long-tailed training's, and `compare` rank-correlates the two over the trials."""
+    from hls_tune.study.compare import compare_study
+    from hls_tune.study.objective import Objective
+
+    evaluate = EVALUATE.format(epochs=2, seeds=1) + 'trains_on = ["longtail", "balanced"]\n'
+    study_file = parse_study_text(
+        _text('objective = "architecture"\n', evaluate).replace("epochs = 2\n", "epochs = 1\n", 1)
+    )
+    # A pruner that would stop any trial from step 3 on (no accuracy reaches 1.1): steps 3-4
+    # are the balanced training, which comes after the value is known and is never pruned.
+    pruner = optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=3)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.RandomSampler(0), pruner=pruner
+    )
+    study.optimize(Objective(study_file, device="cpu"), n_trials=3)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:
+        attrs = trial.user_attrs
+        longtail = attrs["architecture_val_balanced_accuracy"]
+        balanced = attrs["architecture_balanced_val_balanced_accuracy"]
+        assert trial.value == longtail
+        assert attrs["architecture_balanced_val_balanced_accuracy_seeds"] == [balanced]
+        assert 0.0 <= attrs["architecture_balanced_test_balanced_accuracy"] <= 1.0
+        assert set(attrs["architecture_balanced_shot_accuracy"]) <= {"many", "medium", "few"}
+        # search epoch 0 (step 0), long-tailed training epochs 1-2, balanced 3-4
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4]
+        assert trial.intermediate_values[2] == pytest.approx(longtail)
+        assert trial.intermediate_values[4] == pytest.approx(balanced)
+    tau = compare_study(study, "val_balanced_accuracy").balanced_predicts_longtail
+    assert tau is not None and tau.n == 3
+
+
+def test_study_create_rejects_a_bad_evaluate_table_with_exit_2_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, "")
+    path.write_text(path.read_text().replace("seeds = 2", "seeds = -1"), encoding="utf-8")
+    db = tmp_path / "s.db"
+    result = hls_tune("study", "create", str(path), "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "evaluate.seeds must be an integer >= 1 but got -1" in lines[0]
+    assert not db.exists()
+
+
+# --- the two-stage trial ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_path):
+    path = _write(
+        tmp_path, 'objective = "architecture"\nmetric = "val_balanced_accuracy"\n', epochs=6
+    )
+    # A supernet that barely learns (tiny weight LR) and a trained network that does, so
+    # that the two figures differ and the value shows which one it is.
+    text = path.read_text().replace("weight_lr = 0.1", "weight_lr = 0.0001\nweight_lr_min = 0.0")
+    text = text.replace("max_per_class = 30", "max_per_class = 100")
+    text = text.replace(
+        "channels = 4\nlayers = 3\nepochs = 6", "channels = 8\nlayers = 3\nepochs = 6"
+    )
+    path.write_text(text.replace("lr = 0.05", "lr = 0.1"), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
+    worker = hls_tune(*_worker(url, tmp_path / "ckpt", "--artifacts", str(tmp_path / "art")))
+    assert worker.returncode == 0, worker.stderr
+    study = _study(url)
+    (trial,) = study.get_trials()
+    attrs = trial.user_attrs
+    assert trial.state == TrialState.COMPLETE
+    seeds = attrs["architecture_val_balanced_accuracy_seeds"]
+    assert len(seeds) == 2
+    assert attrs["architecture_val_balanced_accuracy"] == pytest.approx(sum(seeds) / 2)
+    assert attrs["architecture_val_balanced_accuracy"] > attrs["supernet_val_balanced_accuracy"]
+    assert trial.value == attrs["architecture_val_balanced_accuracy"]
+    # the search's own figure is recorded too (and is the last search epoch's)
+    assert attrs["supernet_val_balanced_accuracy"] == trial_metrics(trial)["val_balanced_accuracy"]
+    assert attrs["architecture_params"] > 0 and attrs["architecture_madds"] > 0
+    assert attrs["architecture_shot_accuracy"]
+    assert set(attrs["architecture_shot_accuracy"]) <= {"many", "medium", "few"}
+    for key in ("architecture_test_accuracy", "architecture_test_balanced_accuracy"):
+        assert 0.0 <= attrs[key] <= 1.0
+    assert attrs["search_seconds"] > 0 and attrs["evaluate_seconds"] > 0
+    # search epochs 0-1, then evaluation seed 0 epochs 0-5 (steps 2-7), seed 1 (steps 8-13)
+    assert sorted(trial.intermediate_values) == list(range(2 + 2 * 6))
+    assert trial.intermediate_values[7] == pytest.approx(seeds[0])
+    assert trial.intermediate_values[13] == pytest.approx(seeds[1])
+    assert not any((tmp_path / "ckpt").rglob("*.pt"))  # both stages' checkpoints are gone
+    note = get_note(optuna.trial.Trial(study, trial._trial_id))
+    for name in ("supernet_val_balanced_accuracy", "architecture_val_balanced_accuracy"):
+        assert f"| `{name}` | {attrs[name]:.4g} |" in note
+    for name in ("architecture_params", "architecture_madds"):
+        assert f"| `{name}` | {attrs[name]} |" in note
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_the_evaluation_resumes_it_not_the_search(tmp_path):
+    path = _write(tmp_path, 'objective = "architecture"\n', epochs=12, seeds=1)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
+    ckpt = tmp_path / "ckpt"
+    search_ckpt = ckpt / "tiny" / "trial-0.pt"
+    eval_ckpt = ckpt / "tiny" / "trial-0-evaluate" / "seed-0" / "checkpoint.pt"
+    victim = start_hls_tune(*_worker(url, ckpt, *FAST_HEARTBEAT))
+    try:
+        _wait_for(eval_ckpt.exists, 300, "the first evaluation checkpoint")
+    finally:
+        victim.kill()  # SIGKILL: no handler, no cleanup
+        victim.wait()
+    assert [t.state for t in _study(url).get_trials()] == [TrialState.RUNNING]
+    search_state = torch.load(search_ckpt, weights_only=True)
+    assert search_state["epoch"] == 1  # the search had finished (epochs 0-1)
+    eval_epoch = torch.load(eval_ckpt, weights_only=True)["epoch"]
+    assert eval_epoch < 11, "the evaluation finished before the kill; nothing to resume"
+
+    survivor = hls_tune(*_worker(url, ckpt, *FAST_HEARTBEAT))
+    assert survivor.returncode == 0, survivor.stderr
+    trials = _study(url).get_trials()
+    (retried,) = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert retried.state == TrialState.COMPLETE
+    # the search was reloaded, not rerun: its time is the checkpoint's, to the bit
+    assert retried.user_attrs["search_seconds"] == search_state["elapsed"]
+    # the evaluation went on after its last checkpointed epoch (step axis: 2 search epochs)
+    assert retried.user_attrs["resumed_from_epoch"] == 2 + eval_epoch + 1
+    # every step was reported once, the restored ones re-reported by the retry
+    assert sorted(retried.intermediate_values) == list(range(2 + 12))
+    assert retried.value == retried.user_attrs["architecture_val_balanced_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_multi_objective_study_exports_its_pareto_front(tmp_path):
+    path = _write(
+        tmp_path,
+        'objective = "architecture"\ndirections = ["maximize", "minimize"]\n'
+        'size_objective = "architecture_madds"\n',
+        seeds=1,
+        n_trials=3,
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    created = hls_tune("study", "create", str(path), "--storage", url)
+    assert created.returncode == 0, created.stderr
+    worker = hls_tune(*_worker(url, tmp_path / "ckpt"))
+    assert worker.returncode == 0, worker.stderr
+    study = _study(url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    for trial in complete:
+        assert trial.values == [
+            trial.user_attrs["architecture_val_balanced_accuracy"],
+            trial.user_attrs["architecture_madds"],
+        ]
+    out = tmp_path / "front"
+    exported = hls_tune(
+        "export", "--study", "tiny", "--storage", url, "--pareto", "--out", str(out)
+    )
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads((out / "pareto.json").read_text())
+    front = sorted(t.number for t in study.best_trials)
+    assert [entry["trial"] for entry in document["front"]] == front
+    assert document["objectives"] == [
+        "architecture_val_balanced_accuracy",
+        "architecture_madds",
+    ]
+    for entry in document["front"]:
+        assert (out / f"tiny-trial{entry['trial']}.json").is_file()
+    shown = hls_tune("study", "show", "tiny", "--storage", url)
+    assert shown.returncode == 0, shown.stderr
+    assert "architecture_madds" in shown.stdout
+
+
+@pytest.mark.slow
+def test_pareto_export_of_a_single_objective_study_is_a_usage_error(tmp_path):
+    path = write_study(tmp_path / "study.toml", n_trials=1, epochs=1)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
+    assert hls_tune(*_worker(url, tmp_path / "ckpt")).returncode == 0
+    out = tmp_path / "front"
+    exported = hls_tune(
+        "export", "--study", "tiny", "--storage", url, "--pareto", "--out", str(out)
+    )
+    assert exported.returncode == 2
+    lines = exported.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--pareto needs a multi-objective study" in lines[0]
+    assert not out.exists()
