@@ -1,6 +1,21 @@
-"""Error types shared by every layer: usage errors exit 2, runtime errors exit 1."""
+"""Error types shared by every layer (usage errors exit 2, runtime errors exit 1) and the
+one "did you mean" hint their messages use."""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(value: object, allowed: Iterable[str]) -> str:
+    """A `` (did you mean 'x'?)`` suffix when `value` is close to one allowed word, else "".
+
+    Example:
+        >>> did_you_mean("cosin", ["linear", "cosine"])
+        " (did you mean 'cosine'?)"
+    """
+    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class HlsTuneError(Exception):

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
-import math
-import types
-import typing
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from hls_tune.engine.schedules import HLSSchedule, default_schedule
+from hls_tune.engine.checks import build_dataclass, check_choice, check_device, check_range
+from hls_tune.engine.records import digest, setting
+from hls_tune.engine.schedules import HLSSchedule, MixingRatio, default_schedule
 from hls_tune.errors import ConfigError
 
 METHODS = ("darts", "darts_resample", "darts_reweight", "bbn_darts", "hls", "adapt_head")
@@ -27,44 +23,6 @@ ADAPT_MODES = ("none", "head_ce", "head_reweight", "finetune", "finetune_reweigh
 AMP_MODES = ("auto", "bf16", "off")
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 VAL_SOURCES = ("unused_balanced", "longtail_split")  # = hls_tune.engine.data.VAL_SOURCES
-
-
-def did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    """A " (did you mean 'x'?)" suffix when `value` is close to one allowed word, else ""."""
-    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_choice(key: str, value: object, allowed: Iterable[str]) -> None:
-    """Raises ConfigError unless `value` is one of `allowed`."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ConfigError(
-            f"{key} must be one of {', '.join(allowed)} but got {value!r}"
-            f"{did_you_mean(str(value), allowed)}."
-        )
-
-
-def check_range(
-    key: str,
-    value: float,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-) -> None:
-    """Raises ConfigError unless low ≤ value ≤ high (low < value with low_open)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{key} must be a number but got {value!r}.")
-    if math.isinf(value):  # no setting of the engine can run with an infinite value
-        raise ConfigError(f"{key} must be a finite number but got {value!r}.")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and value > high
-    if too_low or too_high:
-        lo = "-inf" if low is None else repr(low)
-        hi = "inf" if high is None else repr(high)
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{key} must be in {bracket}{lo}, {hi}] but got {value!r}.")
 
 
 # Upper bounds of the network's size: far above any searchable supernet, low enough that a
@@ -104,21 +62,21 @@ class DataConfig:
         max_per_class: cap on n_max, the head class's image count (None: the source's).
     """
 
-    dataset: str = "digits"
-    root: str | None = None
-    image_size: int | None = None
-    download: bool = False
-    imbalance_ratio: float = 10.0
-    profile: str = "exponential"
-    val_source: str = "unused_balanced"
-    val_per_class: int = 50
-    val_fraction: float = 0.1
-    alpha_fraction: float = 0.5
-    test_per_class: int = 30
-    seed: int = 0
-    many_above: int = 100
-    few_below: int = 20
-    max_per_class: int | None = None
+    dataset: str = setting("digits", role="source")
+    root: str | None = setting(None, role="source")
+    image_size: int | None = setting(None, role="source")
+    download: bool = setting(False, role="execution")
+    imbalance_ratio: float = setting(10.0, role="target")
+    profile: str = setting("exponential", role="target")
+    val_source: str = setting("unused_balanced", role="target")
+    val_per_class: int = setting(50, role="source")
+    val_fraction: float = setting(0.1, role="source")
+    alpha_fraction: float = setting(0.5, role="source")
+    test_per_class: int = setting(30, role="source")
+    seed: int = setting(0, role="source")
+    many_above: int = setting(100, role="target")
+    few_below: int = setting(20, role="target")
+    max_per_class: int | None = setting(None, role="source")
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, ("digits", "cifar10", "cifar100", "imagefolder"))
@@ -207,44 +165,44 @@ class SearchConfig:
         compile: torch.compile each search cell (CUDA only; ignored on CPU).
     """
 
-    method: str = "hls"
-    data: DataConfig = field(default_factory=DataConfig)
-    schedule: HLSSchedule | None = None
-    alpha_lr: float = 3e-4
-    channels: int = 16
-    layers: int = 8
-    nodes: int = 4
-    head_cells: int = 1
-    partial_channels: int = 1
-    epochs: int = 50
-    batch_size: int = 64
-    weight_lr: float = 0.025
-    weight_lr_min: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    alpha_betas: tuple[float, float] = (0.5, 0.999)
-    alpha_weight_decay: float = 1e-3
-    second_order: bool = False
-    alpha_start_epoch: int = 0
-    bbn_joint_batch: bool = False
-    reweight: str = "inverse"
-    reweight_beta: float = 0.9999
-    source_dataset: str = "balanced"
-    source_root: str | None = None
-    head_epochs: int = 10
-    adapt_mode: str = "head_reweight"
-    adapt_alpha_epochs: int = 5
-    crop_padding: int = 4
-    flip: bool = True
-    cutout: int = 0
-    seed: int = 0
-    device: str = "auto"
-    eval_batch_size: int = 256
-    fused: bool = True
-    channels_last: bool = True
-    amp: str = "auto"
-    compile: bool = False
+    method: str = setting("hls", role="target")
+    data: DataConfig = setting(role="record", default_factory=DataConfig)
+    schedule: HLSSchedule | None = setting(None, role="target")
+    alpha_lr: float = setting(3e-4, role="source")
+    channels: int = setting(16, role="source")
+    layers: int = setting(8, role="source")
+    nodes: int = setting(4, role="source")
+    head_cells: int = setting(1, role="target")
+    partial_channels: int = setting(1, role="source")
+    epochs: int = setting(50, role="source")
+    batch_size: int = setting(64, role="source")
+    weight_lr: float = setting(0.025, role="source")
+    weight_lr_min: float = setting(0.001, role="source")
+    momentum: float = setting(0.9, role="source")
+    weight_decay: float = setting(3e-4, role="source")
+    grad_clip: float = setting(5.0, role="source")
+    alpha_betas: tuple[float, float] = setting((0.5, 0.999), role="source")
+    alpha_weight_decay: float = setting(1e-3, role="source")
+    second_order: bool = setting(False, role="source")
+    alpha_start_epoch: int = setting(0, role="source")
+    bbn_joint_batch: bool = setting(False, role="target")
+    reweight: str = setting("inverse", role="target")
+    reweight_beta: float = setting(0.9999, role="target")
+    source_dataset: str = setting("balanced", role="source")
+    source_root: str | None = setting(None, role="source")
+    head_epochs: int = setting(10, role="target")
+    adapt_mode: str = setting("head_reweight", role="target")
+    adapt_alpha_epochs: int = setting(5, role="target")
+    crop_padding: int = setting(4, role="source")
+    flip: bool = setting(True, role="source")
+    cutout: int = setting(0, role="source")
+    seed: int = setting(0, role="source")
+    device: str = setting("auto", role="execution")
+    eval_batch_size: int = setting(256, role="execution")
+    fused: bool = setting(True, role="execution")
+    channels_last: bool = setting(True, role="execution")
+    amp: str = setting("auto", role="precision")
+    compile: bool = setting(False, role="execution")
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -300,9 +258,7 @@ class SearchConfig:
                 f"alpha_betas must be two numbers in [0, 1) but got {self.alpha_betas!r}."
             )
         object.__setattr__(self, "alpha_betas", tuple(self.alpha_betas))
-        device = str(self.device)
-        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-            raise ConfigError(f"device must be {DEVICES_HELP} but got {device!r}.")
+        check_device("device", self.device)
 
     @property
     def is_bbn(self) -> bool:
@@ -327,79 +283,131 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SearchConfig:
         """Builds a config from `to_dict` output (unknown keys are an error)."""
-        values = dict(values)
-        data = build_dataclass(DataConfig, values.pop("data", {}), prefix="data.")
-        schedule = values.pop("schedule", None)
-        if schedule is not None:
-            schedule = build_dataclass(HLSSchedule, schedule, prefix="")
-        return build_dataclass(cls, values | {"data": data, "schedule": schedule}, prefix="")
+        return build_dataclass(cls, values, prefix="")
 
     def fingerprint(self) -> str:
-        """A short hash of every setting except the execution ones (device, fused,
-        channels_last, amp, compile), to refuse resuming a different run."""
-        values = self.to_dict()
-        for key in ("device", "fused", "channels_last", "amp", "compile"):
-            values.pop(key)
-        text = json.dumps(values, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A short hash of every setting that shapes the run (not the execution or
+        precision ones: device, fused, channels_last, amp, compile, eval_batch_size), to
+        refuse resuming a different run."""
+        return digest(self, drop=("execution", "precision"))
 
 
-def build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str) -> Any:
-    """Instantiates a settings dataclass, naming unknown keys (with a suggestion)."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in values:
-        if key not in names:
-            raise ConfigError(
-                f"unknown key {prefix}{key}{did_you_mean(key, names)}; allowed: {', '.join(names)}."
-            )
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        check_type(f"{prefix}{key}", value, hints[key])
-    return cls(**values)
+NETWORKS = ("plain", "bbn")
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a genotype. Defaults are DARTS' CIFAR-10 evaluation recipe.
 
+    The augmentation defaults scale DARTS' 32×32 recipe to the image size **(ours)**: crop
+    padding = side/8 (4 on 32×32), cutout = side/2 (16 on 32×32), flips on except for
+    digits (a mirrored digit is another glyph). Set them to override. Each field declares
+    its role (`engine.records`): the recipe, the data, the seed, or the execution only.
 
-def check_type(key: str, value: Any, annotation: Any) -> None:
-    """Raises ConfigError when `value` does not fit a simple field annotation.
-
-    Handles the annotations settings use: str, int, float (an int is accepted), bool,
-    `X | None`, tuples of numbers; nested dataclasses are checked by their own fields.
+    Args:
+        data: the long-tailed data: the network trains on its weight and α splits (with
+            the default `val_source = "unused_balanced"`, the whole long-tailed training set)
+            and the validation set the searches use is evaluated every epoch.
+        network: ``plain`` (the DARTS network of the genotype's normal and reduce cells) or
+            ``bbn`` (the bilateral-branch network: two heads, cumulative learning, the
+            reversed sampler; a genotype without head cells uses its normal cell for both).
+        epochs: training epochs (DARTS: 600).
+        channels: C of the first cells (DARTS: 36).
+        layers: L, cells of the (shared) backbone (DARTS: 20).
+        head_cells: cells in each BBN head stage.
+        batch_size: images per step, per branch for BBN (DARTS: 96).
+        weight_lr: initial SGD learning rate, cosine-annealed per epoch to `weight_lr_min`.
+        weight_lr_min: final learning rate (DARTS: 0).
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        grad_clip: gradient-norm clip.
+        crop_padding: random-crop padding in pixels (None: image side // 8, at least 1;
+            0: off).
+        flip: random horizontal flips (None: on, except for digits).
+        cutout: side of the cutout square in pixels (None: image side // 2; 0: off).
+        drop_path: final drop-path probability; it grows linearly from 0 over the epochs.
+        auxiliary_weight: weight of the auxiliary head's loss (0 builds no auxiliary head).
+        mixing: BBN's mixing ratio μ(t) (BBN: parabolic).
+        bbn_joint_batch: BBN only: one backbone pass over both branches' batches (BatchNorm
+            statistics of the union) instead of BBN's one pass per branch.
+        device: auto, cpu, cuda or cuda:N.
+        seed: seed of the weights, sampling, augmentation and drop-path.
+        eval_batch_size: images per evaluation batch.
     """
-    if dataclasses.is_dataclass(annotation):
-        return
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return  # a nested settings dataclass (`X | None`) validates its own fields
-    options = (
-        typing.get_args(annotation)
-        if typing.get_origin(annotation)
-        in (
-            types.UnionType,
-            typing.Union,
-        )
-        else (annotation,)
-    )
-    if value is None:
-        if type(None) in options:
-            return
-        raise ConfigError(f"{key} must be set but got None.")
-    for option in options:
-        if option is type(None):
-            continue
-        if typing.get_origin(option) is tuple:
-            if isinstance(value, list | tuple) and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in value
-            ):
-                return
-            continue
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if option in (bool, str) and isinstance(value, option):
-            return
-    wanted = " or ".join(
-        _TYPE_NAMES.get(o, "a list of numbers") for o in options if o is not type(None)
-    )
-    raise ConfigError(f"{key} must be {wanted} but got {value!r}.")
+
+    data: DataConfig = setting(role="record", default_factory=DataConfig)
+    network: str = setting("plain", role="recipe")
+    epochs: int = setting(600, role="recipe")
+    channels: int = setting(36, role="recipe")
+    layers: int = setting(20, role="recipe")
+    head_cells: int = setting(1, role="recipe")
+    batch_size: int = setting(96, role="recipe")
+    weight_lr: float = setting(0.025, role="recipe")
+    weight_lr_min: float = setting(0.0, role="recipe")
+    momentum: float = setting(0.9, role="recipe")
+    weight_decay: float = setting(3e-4, role="recipe")
+    grad_clip: float = setting(5.0, role="recipe")
+    crop_padding: int | None = setting(None, role="recipe")
+    flip: bool | None = setting(None, role="recipe")
+    cutout: int | None = setting(None, role="recipe")
+    drop_path: float = setting(0.2, role="recipe")
+    auxiliary_weight: float = setting(0.4, role="recipe")
+    mixing: MixingRatio = setting(role="recipe", default_factory=MixingRatio)
+    bbn_joint_batch: bool = setting(False, role="recipe")
+    device: str = setting("auto", role="execution")
+    seed: int = setting(0, role="seed")
+    eval_batch_size: int = setting(256, role="execution")
+
+    def __post_init__(self) -> None:
+        check_choice("network", self.network, NETWORKS)
+        for key in ("epochs", "channels", "layers", "head_cells", "batch_size"):
+            check_range(key, getattr(self, key), 1)
+        check_range("eval_batch_size", self.eval_batch_size, 1)
+        check_range("weight_lr", self.weight_lr, 0.0, low_open=True)
+        check_range("weight_lr_min", self.weight_lr_min, 0.0, self.weight_lr)
+        check_range("momentum", self.momentum, 0.0, 1.0)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("grad_clip", self.grad_clip, 0.0, low_open=True)
+        if self.crop_padding is not None:
+            check_range("crop_padding", self.crop_padding, 0)
+        if self.cutout is not None:
+            check_range("cutout", self.cutout, 0)
+        check_range("drop_path", self.drop_path, 0.0)
+        if self.drop_path >= 1.0:
+            raise ConfigError(f"drop_path must be in [0, 1) but got {self.drop_path!r}.")
+        check_range("auxiliary_weight", self.auxiliary_weight, 0.0)
+        if not isinstance(self.mixing, MixingRatio):
+            raise ConfigError(f"mixing must be a MixingRatio but got {self.mixing!r}.")
+        if not isinstance(self.bbn_joint_batch, bool):
+            raise ConfigError(
+                f"bbn_joint_batch must be a boolean but got {self.bbn_joint_batch!r}."
+            )
+        device = str(self.device)
+        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+            raise ConfigError(f"device must be {DEVICES_HELP} but got {device!r}.")
+
+    @property
+    def bbn(self) -> bool:
+        """Whether the bilateral-branch network trains."""
+        return self.network == "bbn"
+
+    def augmentation(self, image_size: int) -> tuple[int, bool, int]:
+        """(crop padding, flip, cutout) for images of side `image_size` (None resolved)."""
+        crop = self.crop_padding if self.crop_padding is not None else max(1, image_size // 8)
+        flip = self.flip if self.flip is not None else self.data.dataset != "digits"
+        cutout = self.cutout if self.cutout is not None else image_size // 2
+        return crop, flip, cutout
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the data settings and μ as nested tables)."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting but the execution ones (refuses resuming another
+        run)."""
+        return digest(self)
+
+    def recipe_fingerprint(self) -> str:
+        """A short hash of the recipe alone (no data, seed or execution settings): what
+        makes two trainings of one genotype on the same data and seed the same training."""
+        return digest(self, drop=("record", "seed", "execution"))
