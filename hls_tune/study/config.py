@@ -39,16 +39,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hls_tune.engine.schedules import GROUP_LEVELS, HLSSchedule, default_schedule
-from hls_tune.engine.settings import (
-    DataConfig,
-    SearchConfig,
-    build_dataclass,
-    check_choice,
-    check_type,
-    did_you_mean,
+from hls_tune.engine.checks import build_dataclass, check_choice, check_type
+from hls_tune.engine.settings import DataConfig, SearchConfig
+from hls_tune.errors import ConfigError, did_you_mean
+from hls_tune.study.keys import (
+    DATA_KEYS,
+    ENGINE_KEYS,
+    LEVEL_PREFIXES,
+    SHAPE_PARAMS,
+    SPACE_KEYS,
+    SPAN_KEYS,
+    TYPES,
+    config_with,
+    schedule_start,
 )
-from hls_tune.errors import ConfigError
 
 METRICS = ("val_accuracy", "val_balanced_accuracy")
 DIRECTIONS = ("maximize", "minimize")
@@ -81,40 +85,6 @@ STUDY_KEYS = (
     "directions",
     "size_objective",
 )
-
-SCHEDULE_KEYS = tuple(f.name for f in dataclasses.fields(HLSSchedule))
-ENGINE_KEYS = tuple(
-    f.name for f in dataclasses.fields(SearchConfig) if f.name not in ("data", "schedule")
-)
-DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
-SPAN_KEY = "alpha_lr_span"
-# Key prefix of each level that can carry an α-LR shape: "" is the shared level.
-LEVEL_PREFIXES = ("", *(f"{level}_" for level in GROUP_LEVELS))
-SPAN_KEYS = tuple(f"{p}{SPAN_KEY}" for p in LEVEL_PREFIXES)
-SHAPE_KEYS = tuple(f"{p}alpha_lr_shape" for p in LEVEL_PREFIXES)
-_B2_KEYS = tuple(f"{p}alpha_lr_b2" for p in LEVEL_PREFIXES)
-SPACE_KEYS = (*ENGINE_KEYS, *(k for k in SCHEDULE_KEYS if k not in _B2_KEYS), *SPAN_KEYS)
-_TYPES = typing.get_type_hints(SearchConfig) | typing.get_type_hints(HLSSchedule)
-_TYPES |= dict.fromkeys(SPAN_KEYS, float)
-_TYPES |= {f"data.{k}": v for k, v in typing.get_type_hints(DataConfig).items()}
-
-# Which schedule parameters matter for which value of the parameter that selects them;
-# a conditional parameter is only sampled when it matters. SHAPE_USES names the shared
-# level's keys; a level's own keys carry its prefix (see `shape_uses`).
-SHAPE_USES = {
-    "constant": (),
-    "step": ("alpha_lr_b1", "alpha_lr_floor"),
-    "linear": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
-    "cosine": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
-    "exponential": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
-    "warmup_hold_decay": ("alpha_lr_b1", SPAN_KEY, "alpha_lr_floor"),
-}
-# The keys whose effect depends on the shape of their level, by level prefix.
-SHAPE_PARAMS = {
-    p: (f"{p}alpha_lr_b1", f"{p}{SPAN_KEY}", f"{p}alpha_lr_floor") for p in LEVEL_PREFIXES
-}
-MIX_USES = {"sigmoid": ("mix_steepness",), "constant": ("mix_constant",), "step": ("mix_switch",)}
-
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -259,52 +229,6 @@ class StudyFile:
         return {n: s for n, s in self.space.items() if not s.is_fixed}
 
 
-def shape_uses(prefix: str, shape: str) -> tuple[str, ...]:
-    """The keys of level `prefix` ("" shared, "backbone_", ...) that shape `shape` uses."""
-    return tuple(f"{prefix}{name}" for name in SHAPE_USES[shape])
-
-
-def schedule_start(base: SearchConfig, method: str, names: Any) -> HLSSchedule:
-    """The schedule a trial's values are applied to.
-
-    When `names` (the keys a trial sets) include an α-LR shape key at any level, the study
-    file describes the schedule's tying itself: start from ``HLSSchedule()`` (all groups
-    tied). Otherwise start from the method's default (`default_schedule`: the paper-reading
-    preset for ``hls``, BBN's parabolic μ for ``bbn_darts``), or `base`'s own schedule when
-    the method is `base`'s.
-    """
-    if any(name in SHAPE_KEYS for name in names):
-        return HLSSchedule()
-    if method == base.method:
-        assert base.schedule is not None
-        return base.schedule
-    return default_schedule(method)
-
-
-def config_with(base: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
-    """A copy of `base` with engine, schedule (each span → its b2) and `data.` keys set.
-
-    The schedule starts from `schedule_start`, so a trial of another method than `base`'s
-    gets that method's default schedule (hls: the paper-reading preset; bbn_darts: BBN's
-    parabolic μ) under the values it sets.
-    """
-    engine = {k: v for k, v in values.items() if k in ENGINE_KEYS}
-    data = {k[5:]: v for k, v in values.items() if k.startswith("data.")}
-    schedule = {k: v for k, v in values.items() if k in SCHEDULE_KEYS}
-    start = schedule_start(base, values.get("method", base.method), values)
-    for prefix in LEVEL_PREFIXES:
-        span = f"{prefix}{SPAN_KEY}"
-        if span in values:
-            b1 = schedule.get(f"{prefix}alpha_lr_b1", getattr(start, f"{prefix}alpha_lr_b1"))
-            schedule[f"{prefix}alpha_lr_b2"] = b1 + values[span] * (1.0 - b1)
-    return dataclasses.replace(
-        base,
-        **engine,
-        data=dataclasses.replace(base.data, **data),
-        schedule=dataclasses.replace(start, **schedule),
-    )
-
-
 def _table(parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
     value = parent.get(key, {})
     if not isinstance(value, dict):
@@ -323,7 +247,7 @@ def _reject_unknown(values: Mapping[str, Any], allowed: tuple[str, ...], where: 
 
 def _check_value(name: str, value: Any) -> None:
     """Validates one space value by building a config that holds it."""
-    check_type(name, value, _TYPES[name])
+    check_type(name, value, TYPES[name])
     if name in SPAN_KEYS:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1] but got {value!r}.")
@@ -363,7 +287,7 @@ def parse_param(name: str, raw: Any) -> ParamSpec:
         if bound not in raw:
             raise ConfigError(f"{where} needs '{bound}' (or use 'choices' or a fixed value).")
     low, high, log, step = raw["low"], raw["high"], raw.get("log", False), raw.get("step")
-    annotation = _TYPES[name]
+    annotation = TYPES[name]
     kind = "int" if annotation is int else "float"
     if annotation not in (int, float) and float not in typing.get_args(annotation):
         raise ConfigError(f"{where} is not numeric: give a fixed value or a list of choices.")
@@ -636,7 +560,7 @@ def _check_levels(study_file: StudyFile) -> None:
     start = schedule_start(study_file.base, study_file.base.method, names)
     for prefix in LEVEL_PREFIXES[1:]:
         shape = f"{prefix}alpha_lr_shape"
-        if shape in names or getattr(start, shape) is not None:
+        if shape in names or getattr(start, prefix.removesuffix("_")).shape is not None:
             continue
         for name in SHAPE_PARAMS[prefix]:
             if name in names:

@@ -30,7 +30,7 @@ from hls_tune.study.artifacts import (
     artifacts_dir,
     open_artifact_store,
 )
-from hls_tune.study.config import SHAPE_KEYS, SHAPE_PARAMS
+from hls_tune.study.keys import SHAPE_KEYS, SHAPE_PARAMS
 from hls_tune.study.study import (
     foreign_note,
     own_trials,

@@ -7,19 +7,20 @@ from typing import Any
 
 import optuna
 
-from hls_tune.engine.schedules import ALPHA_GROUPS, FAMILIES, PAPER_READING, default_schedule
+from hls_tune.engine.schedules import ALPHA_GROUPS, FAMILIES, PAPER_READING
 from hls_tune.engine.settings import SearchConfig
-from hls_tune.study.config import (
+from hls_tune.study.config import ParamSpec, StudyFile
+from hls_tune.study.keys import (
     LEVEL_PREFIXES,
     MIX_USES,
+    PREFIX_LEVELS,
     SCHEDULE_KEYS,
     SHAPE_KEYS,
     SHAPE_PARAMS,
     SPAN_KEY,
     SPAN_KEYS,
-    ParamSpec,
-    StudyFile,
     config_with,
+    flat_schedule,
     schedule_start,
     shape_uses,
 )
@@ -52,7 +53,7 @@ def levels_in_effect(names: Collection[str], method: str, base: SearchConfig) ->
 
     def is_set(prefix: str) -> bool:
         key = f"{prefix}alpha_lr_shape"
-        return key in names or getattr(start, key) is not None
+        return key in names or getattr(start, PREFIX_LEVELS[prefix]).shape is not None
 
     levels = set()
     for group in ALPHA_GROUPS:
@@ -101,12 +102,12 @@ def choose(
         prefix = _LEVEL_PARAMS.get(name)
         if prefix is None:
             continue
-        shape = values.get(f"{prefix}alpha_lr_shape", getattr(start, f"{prefix}alpha_lr_shape"))
+        shape = values.get(f"{prefix}alpha_lr_shape", getattr(start, PREFIX_LEVELS[prefix]).shape)
         if grid or (prefix in in_effect and shape and name in shape_uses(prefix, shape)):
             take(spec)
     for name, spec in space.items():
         if name in _MIX_PARAMS:
-            form = values.get("mix_form", start.mix_form)
+            form = values.get("mix_form", start.mixing.form)
             if grid or name in MIX_USES.get(form, ()):
                 take(spec)
     return config_with(study_file.base, values), values
@@ -147,14 +148,30 @@ def _same_schedule(config: SearchConfig, reference: SearchConfig, points: int = 
     return all(abs(x - y) <= 1e-12 for key in a for x, y in zip(a[key], b[key], strict=True))
 
 
-def _preset_source(prefix: str) -> str:
-    """The prefix of the preset's level whose shape the groups of level `prefix` follow."""
-    if not prefix:
-        return ""
-    level = prefix[:-1]
-    group = level if level in ALPHA_GROUPS else next(g for g in FAMILIES if FAMILIES[g] == level)
-    own = default_schedule("hls").level(group)
-    return f"{own}_" if own else ""
+def _followed_in_preset(level: str) -> str:
+    """The level whose shape the groups of `level` follow in the preset."""
+    if level == "shared":
+        return level
+    group = level if level in ALPHA_GROUPS else next(g for g, f in FAMILIES.items() if f == level)
+    return PAPER_READING.level(group)
+
+
+def _preset_values() -> dict[str, Any]:
+    """The preset as the value of every schedule key and span. A level the preset leaves
+    tied gets the values of the level its groups follow, so a study that unties it can
+    still express the preset; multipliers are 1."""
+    flat = flat_schedule(PAPER_READING)
+    wanted: dict[str, Any] = {"coupling": flat["coupling"]}
+    wanted |= {key: value for key, value in flat.items() if key.startswith("mix_")}
+    for prefix, level in PREFIX_LEVELS.items():
+        record = getattr(PAPER_READING, _followed_in_preset(level))
+        wanted[f"{prefix}alpha_lr_shape"] = record.shape
+        for param in ("b1", "b2", "floor"):
+            wanted[f"{prefix}alpha_lr_{param}"] = getattr(record, param)
+        wanted[f"{prefix}alpha_lr_mult"] = 1.0
+        b1, b2 = record.b1, record.b2
+        wanted[f"{prefix}{SPAN_KEY}"] = 0.0 if b1 >= 1.0 else (b2 - b1) / (1.0 - b1)
+    return wanted
 
 
 def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
@@ -173,16 +190,7 @@ def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
     method = study_file.base.method if method_spec is None else method_spec.value
     if method != "hls" or (method_spec is not None and not method_spec.is_fixed):
         return None
-    preset = default_schedule("hls")
-    wanted: dict[str, Any] = dict(PAPER_READING)
-    for prefix in LEVEL_PREFIXES:
-        source = _preset_source(prefix)
-        for suffix in ("alpha_lr_shape", "alpha_lr_b1", "alpha_lr_b2", "alpha_lr_floor"):
-            wanted.setdefault(f"{prefix}{suffix}", getattr(preset, f"{source}{suffix}"))
-        wanted.setdefault(f"{prefix}alpha_lr_mult", 1.0)
-        b1, b2 = wanted[f"{prefix}alpha_lr_b1"], wanted[f"{prefix}alpha_lr_b2"]
-        wanted[f"{prefix}{SPAN_KEY}"] = 0.0 if b1 >= 1.0 else (b2 - b1) / (1.0 - b1)
-    wanted |= {k: getattr(preset, k) for k in ("mix_steepness", "mix_constant", "mix_switch")}
+    wanted = _preset_values()
     params: dict[str, Any] = {}
     for name, spec in study_file.space.items():
         if name in wanted:

@@ -20,7 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hls_tune.errors import ConfigError, HlsTuneError
+from hls_tune.errors import ConfigError, HlsTuneError, did_you_mean
 from hls_tune.study.config import StudyFile, parse_study_text
 from hls_tune.study.space import grid_search_space, paper_reading_params
 from hls_tune.study.storage import describe, open_storage
@@ -166,8 +166,7 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 
 def _missing_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> ConfigError:
     names = study_names(storage)
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, names)
     known = ", ".join(repr(n) for n in names) or "none"
     return ConfigError(
         f"--study {name!r} does not exist in {describe(url)}{hint}; studies there: {known}."
