@@ -1,5 +1,6 @@
 """`hls-tune search`, `train`, `inspect` and `compare`: the engine without a study storage."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,19 @@ from hls_tune.cli._base import (
     study_option,
     write_json_files,
 )
+from hls_tune.engine.schedules import MIX_FORMS, MixingRatio
+from hls_tune.engine.settings import TrainConfig
 from hls_tune.errors import HlsTuneError
+
+MIX_FORM_NAMES = tuple(MIX_FORMS)
+
+
+def _train_default(name: str) -> Any:
+    """The `TrainConfig` default of field `name`: the `train` command restates none."""
+    field = TrainConfig.__dataclass_fields__[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 @cli.command()
@@ -41,12 +54,11 @@ def search(
     study_file: Path, out: Path, device: str | None, epochs: int | None, checkpoint: Path | None
 ) -> None:
     """Run one search with STUDY_FILE's fixed settings and default HLS values (no Optuna)."""
-    import dataclasses
-
     from hls_tune.engine import run_search
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.device import resolve_device
-    from hls_tune.engine.progress import RunProgress, epoch_summary
+    from hls_tune.engine.epochs import RunHooks
+    from hls_tune.engine.progress import RunProgress
     from hls_tune.engine.safe_io import check_output_dir, check_output_file
     from hls_tune.study.config import load_study_file
 
@@ -69,18 +81,9 @@ def search(
     )
     progress = RunProgress("search", config.total_epochs)
 
-    def on_epoch(metrics: Any) -> bool:
-        progress.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
-        return True
-
+    hooks = RunHooks(on_epoch=progress.show_epoch, on_step=progress.on_step)
     with progress:
-        result = run_search(
-            config,
-            data=data,
-            on_epoch=on_epoch,
-            checkpoint=checkpoint,
-            on_step=progress.on_step,
-        )
+        result = run_search(config, data=data, hooks=hooks, checkpoint=checkpoint)
     write_json_files(
         out,
         {
@@ -102,14 +105,14 @@ def network_size_options(func: Any) -> Any:
     func = click.option(
         "--layers",
         type=click.IntRange(min=1),
-        default=20,
+        default=_train_default("layers"),
         show_default=True,
         help="L, cells (reductions at L//3 and 2L//3).",
     )(func)
     return click.option(
         "--channels",
         type=click.IntRange(min=1),
-        default=36,
+        default=_train_default("channels"),
         show_default=True,
         help="C, channels of the first cells.",
     )(func)
@@ -195,20 +198,26 @@ def _genotype_label(spec: str, name: str | None) -> str:
     "(default: BBN for a genotype with head cells).",
 )
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=600, show_default=True, help="Epochs."
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=_train_default("epochs"),
+    show_default=True,
+    help="Epochs.",
 )
 @network_size_options
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=96,
+    default=_train_default("batch_size"),
     show_default=True,
     help="Images per step (per branch for BBN).",
 )
 @click.option(
+    "--weight-lr",
     "--lr",
+    "weight_lr",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=0.025,
+    default=_train_default("weight_lr"),
     show_default=True,
     help="Initial SGD learning rate, cosine-annealed to 0.",
 )
@@ -221,28 +230,32 @@ def _genotype_label(spec: str, name: str | None) -> str:
 @click.option(
     "--drop-path",
     type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=0.2,
+    default=_train_default("drop_path"),
     show_default=True,
     help="Final drop-path probability (grows linearly from 0).",
 )
 @click.option(
     "--auxiliary-weight",
     type=click.FloatRange(min=0.0),
-    default=0.4,
+    default=_train_default("auxiliary_weight"),
     show_default=True,
     help="Weight of the auxiliary head's loss (0 = no auxiliary head).",
 )
 @click.option(
     "--mix-form",
-    default="parabolic",
+    type=click.Choice(MIX_FORM_NAMES),
+    default=_train_default("mixing").form,
     show_default=True,
-    help="BBN mixing-ratio form: parabolic, linear, cosine, sigmoid, step, constant, "
-    "parabolic_increment.",
+    help="BBN mixing-ratio form μ(t).",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of weights and sampling."
+    "--seed",
+    type=int,
+    default=_train_default("seed"),
+    show_default=True,
+    help="Seed of weights and sampling.",
 )
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--device", default=_train_default("device"), show_default=True, help=DEVICE_HELP)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -258,11 +271,10 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     cell: darts_v1, darts_v2, pc_darts, or DARTS' names DARTS_V1, DARTS_V2, DARTS, PC_DARTS
     (any case).
     """
-    import dataclasses
-
     from hls_tune.engine import train as engine
     from hls_tune.engine.datasets import prepare_data
-    from hls_tune.engine.progress import RunProgress, epoch_summary
+    from hls_tune.engine.epochs import RunHooks
+    from hls_tune.engine.progress import RunProgress
     from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype, name)  # a bad genotype stops here, before any data
@@ -286,12 +298,14 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     overrides = {k: options.pop(k) for k in data_keys}
     data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
     bbn = options.pop("bbn")
+    network = "bbn" if (cells.is_bbn if bbn is None else bbn) else "plain"
+    mixing = MixingRatio(options.pop("mix_form"))
     out: Path | None = options.pop("out")
     if out is not None:
         from hls_tune.engine.safe_io import check_output_dir
 
         check_output_dir("--out", out)  # before training, not after the first epoch
-    config = engine.TrainConfig(data=data, bbn=cells.is_bbn if bbn is None else bbn, **options)
+    config = engine.TrainConfig(data=data, network=network, mixing=mixing, **options)
     prepared = prepare_data(config.data)  # data errors surface before training starts
     crop, flip, cutout = config.augmentation(prepared.image_size)
     click.echo(
@@ -305,14 +319,9 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     )
     progress = RunProgress("train", config.epochs)
 
-    def on_epoch(record: Any) -> bool:
-        progress.on_epoch(record.epoch, epoch_summary(record), record.seconds)
-        return True
-
+    hooks = RunHooks(on_epoch=progress.show_epoch, on_step=progress.on_step)
     with progress:
-        result = engine.train(
-            cells, config, on_epoch, data=prepared, out=out, on_step=progress.on_step
-        )
+        result = engine.train(cells, config, data=prepared, hooks=hooks, out=out)
     shots = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.shot_accuracy.items()))
     click.echo(
         f"test accuracy {result.test_accuracy:.4f} (balanced {result.test_balanced_accuracy:.4f};"

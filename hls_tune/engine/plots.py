@@ -441,24 +441,27 @@ def schedule_figure(
     lr_axes = figure.add_subplot(grid[panels - 1, 0])
     if config.is_bbn:
         mu_axes = figure.add_subplot(grid[0, 0], sharex=lr_axes)
-        mu_axes.plot(x, [config.schedule.mixing_ratio(t) for t in ts], color="black", lw=1.6)
+        mu_axes.plot(x, [config.schedule.mixing(t) for t in ts], color="black", lw=1.6)
         done = [m for m in history if m.mixing_ratio is not None]
         mu_axes.plot(
             [m.epoch for m in done], [m.mixing_ratio for m in done], "o", color="black", ms=4
         )
         mu_axes.set_ylabel("μ (conventional share)")
         mu_axes.set_ylim(-0.05, 1.05)
-        mu_axes.set_title(f"mixing ratio: {config.schedule.mix_form}", fontsize=10)
+        mu_axes.set_title(f"mixing ratio: {config.schedule.mixing.form}", fontsize=10)
         mu_axes.grid(alpha=0.3)
     curves = {g: [] for g in groups}
     for t in ts:
         for g, lr in alpha_learning_rates(config, t, groups).items():
             curves[g].append(lr)
+    # The α rates run on α-progress: from alpha_start_epoch (α warm-up) to the end.
+    start = config.alpha_start_epoch
+    x_alpha = [start + t * (config.epochs - start) for t in ts]
     for g in groups:
         color = GROUP_COLORS.get(g)
         # Backbone groups dashed: with some couplings they coincide with a head's curve.
         dashed = "--" if g.startswith("backbone") else "-"
-        lr_axes.plot(x, curves[g], lw=1.6, color=color, label=g, ls=dashed)
+        lr_axes.plot(x_alpha, curves[g], lw=1.6, color=color, label=g, ls=dashed)
         lr_axes.plot(
             [m.epoch for m in history], [m.alpha_lrs[g] for m in history], "o", color=color, ms=4
         )
@@ -481,8 +484,7 @@ def _shapes_title(config: SearchConfig, groups: Sequence[str]) -> str:
     schedule = config.schedule
     shapes = {}
     for g in groups:
-        level = schedule.level(g)
-        shapes[g] = getattr(schedule, f"{level}_alpha_lr_shape" if level else "alpha_lr_shape")
+        shapes[g] = schedule.follows(g).shape
     parts = []
     for family, members in (
         ("backbone", ("backbone_normal", "backbone_reduce")),

@@ -164,6 +164,12 @@ class RunProgress:
         self.stream.write(line + "\n")
         self.stream.flush()
 
+    def show_epoch(self, record: Any) -> bool:
+        """`on_epoch` with the summary of a finished epoch's record (`epoch_summary`);
+        returns True, so as a `RunHooks.on_epoch` it never stops the run."""
+        self.on_epoch(record.epoch, epoch_summary(record), record.seconds)
+        return True
+
     def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -11,6 +11,7 @@ it points at.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -99,3 +100,23 @@ def check_output_file(option: str, path: str | os.PathLike[str]) -> Path:
         raise ConfigError(f"{option} {str(path)!r} is a folder; pass a file name.")
     check_output_dir(option, path.parent)
     return path
+
+
+def open_regular(path: str | os.PathLike[str], what: str) -> IO[bytes]:
+    """Opens an existing file for reading only when it is a regular file: opened
+    non-blocking (a FIFO does not hang the open), then checked with `fstat` (a FIFO, device
+    or socket is refused before a byte is read).
+
+    Raises:
+        ConfigError: naming `what` and the path, when it is no regular file or unreadable.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise ConfigError(f"{what} {path} cannot be read: {error.strerror or error}.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{what} {path} is not a regular file; give a file.")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")

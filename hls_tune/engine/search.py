@@ -7,8 +7,7 @@ it exactly (RNG states included). This module knows nothing of Optuna.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +15,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hls_tune.engine.checkpoint import random_state, restore_random_state
+from hls_tune.engine.checkpoint import CheckpointFile
 from hls_tune.engine.data import DeviceImages, InstanceStream, LongTailData
 from hls_tune.engine.datasets import prepare_data
-from hls_tune.engine.device import resolve_device
-from hls_tune.engine.epochs import epoch_means, run_epochs
-from hls_tune.engine.evaluation import evaluate
-from hls_tune.engine.losses import class_loss_weights
-from hls_tune.engine.nas.fused import (
-    FusedBbnDartsSupernet,
-    FusedDartsSupernet,
-    amp_dtype,
-    autocast,
-    compile_cells,
-)
+from hls_tune.engine.device import amp_dtype, autocast, resolve_device
+from hls_tune.engine.epochs import RunHooks, RunOutcome, epoch_means, run_epochs
+from hls_tune.engine.evaluation import evaluate, longtail_metrics
+from hls_tune.engine.losses import bbn_mixed_loss, class_loss_weights
+from hls_tune.engine.nas.fused import FusedBbnDartsSupernet, FusedDartsSupernet, compile_cells
 from hls_tune.engine.nas.supernet import BbnDartsSupernet, DartsSupernet, Supernet
-from hls_tune.engine.progress import StepHook
-from hls_tune.engine.results import EpochCallback, EpochMetrics, SearchResult
-from hls_tune.engine.schedules import ALPHA_GROUPS, alpha_learning_rates
+from hls_tune.engine.optim import alpha_optimizer, cosine_lr, set_lr, weight_optimizer
+from hls_tune.engine.results import EpochMetrics, LongTailMetrics, SearchResult
+from hls_tune.engine.schedules import ALPHA_GROUPS, alpha_learning_rates, alpha_progress
 from hls_tune.engine.settings import SearchConfig
-from hls_tune.errors import ConfigError, SearchInterrupted
-
-CHECKPOINT_FORMAT = 1
 
 
 def build_supernet(config: SearchConfig, in_channels: int, num_classes: int) -> Supernet:
@@ -98,79 +88,67 @@ class _Batches:
         return x[:n], y[:n], x[n:], y[n:]
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
 def _loss_and_accuracy(
-    model: Supernet,
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None],
-    mixing_ratio: float | None,
-    class_weights: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: Supernet, batch: Batch, mixing_ratio: float | None, class_weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The step's loss, its accuracy and (BBN) the two branches' loss terms."""
     x, y, x_r, y_r = batch
     if isinstance(model, BbnDartsSupernet):
         assert x_r is not None and y_r is not None and mixing_ratio is not None
-        logits = model.mixed_logits(x, x_r, mixing_ratio)
-        loss = mixing_ratio * F.cross_entropy(logits, y) + (1.0 - mixing_ratio) * (
-            F.cross_entropy(logits, y_r)
-        )
-        predicted = logits.argmax(1)
-        accuracy = mixing_ratio * (predicted == y).float().mean() + (1.0 - mixing_ratio) * (
-            (predicted == y_r).float().mean()
-        )
-        return loss, accuracy.detach()
+        return bbn_mixed_loss(model.mixed_logits(x, x_r, mixing_ratio), y, y_r, mixing_ratio)
     logits = model(x)
     loss = F.cross_entropy(logits, y, weight=class_weights)
-    return loss, (logits.argmax(1) == y).float().mean().detach()
+    return loss, (logits.argmax(1) == y).float().mean().detach(), None
 
 
-def _cosine_weight_lr(config: SearchConfig, epoch: int) -> float:
-    # Stepped per epoch like DARTS' CosineAnnealingLR(T_max=epochs, eta_min=weight_lr_min).
-    progress = epoch / config.epochs
-    return config.weight_lr_min + 0.5 * (config.weight_lr - config.weight_lr_min) * (
-        1.0 + math.cos(math.pi * progress)
-    )
+def _loss(
+    model: Supernet, batch: Batch, mixing_ratio: float | None, class_weights: torch.Tensor | None
+) -> torch.Tensor:
+    return _loss_and_accuracy(model, batch, mixing_ratio, class_weights)[0]
 
 
-def _mixing_ratio(config: SearchConfig, progress: float) -> float | None:
-    return config.schedule.mixing_ratio(progress) if config.is_bbn else None
+def alpha_snapshot(model: nn.Module) -> dict[str, list[torch.Tensor]]:
+    """A copy of every α group's raw architecture parameters (for ‖Δα‖ per epoch)."""
+    return {g: [p.detach().clone() for p in ps] for g, ps in model.alpha_groups().items()}
 
 
-def weight_optimizer(params: list[nn.Parameter], config: SearchConfig) -> torch.optim.SGD:
-    """SGD over a supernet's weights with the config's rate, momentum and decay."""
-    return torch.optim.SGD(
-        params,
-        lr=config.weight_lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        # One fused update over the supernet's ~900 weight tensors instead of a Python
-        # loop (PyTorch picks foreach only on CUDA by default): 4x less optimizer time
-        # per step on CPU.
-        foreach=True,
-    )
+def alpha_movement(model: nn.Module, before: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Each α group's movement since `before`: ‖α − α_before‖ over the group's tensors."""
+    moved = {}
+    for group, params in model.alpha_groups().items():
+        squares = sum(
+            ((p.detach() - b) ** 2).sum() for p, b in zip(params, before[group], strict=True)
+        )
+        moved[group] = float(torch.as_tensor(squares).sqrt())
+    return moved
 
 
-def alpha_optimizer(
-    model: nn.Module, groups: tuple[str, ...], config: SearchConfig
-) -> torch.optim.Adam:
-    """Adam over the α of each group in `groups`, one parameter group per α group, named
-    after it (the per-group HLS rates set each group's `lr`)."""
-    alphas = model.alpha_groups()
-    return torch.optim.Adam(
-        [{"params": alphas[g], "name": g} for g in groups],
-        lr=config.alpha_lr,
-        betas=config.alpha_betas,
-        weight_decay=config.alpha_weight_decay,
-    )
+def optimizer_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The rate each named parameter group of `optimizer` has now."""
+    return {group["name"]: float(group["lr"]) for group in optimizer.param_groups}
 
 
 class Search:
-    """The state of one running search: `run` drives it through `run_epochs`, and
-    `adapt` reuses it for its source search."""
+    """The state of one running search (an `epochs.EpochRunner`): `run` drives it through
+    `run_epochs`, and `adapt` reuses it for its source search."""
 
-    def __init__(self, config: SearchConfig, data: LongTailData, device: torch.device) -> None:
-        self.should_stop: Callable[[], bool] | None = None
-        self.on_step: StepHook | None = None
+    kind = "search"
+    format = 2
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        data: LongTailData,
+        device: torch.device,
+        hooks: RunHooks | None = None,
+    ) -> None:
         self.config = config
         self.data = data
         self.device = device
+        self.hooks = hooks or RunHooks()
         torch.manual_seed(config.seed)
         self.model = build_supernet(config, data.in_channels, data.num_classes).to(device)
         if config.channels_last:
@@ -190,46 +168,46 @@ class Search:
         self.alpha_batches = _Batches(split["alpha"], config, self.generator)
         self.steps_per_epoch = max(1, len(split["weight"]) // config.batch_size)
         self.weight_params = self.model.weight_parameters()
-        self.weight_optimizer = weight_optimizer(self.weight_params, config)
-        self.alpha_optimizer = alpha_optimizer(self.model, self.groups, config)
+        self.weight_optimizer = weight_optimizer(
+            self.weight_params,
+            lr=config.weight_lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.alpha_optimizer = alpha_optimizer(
+            self.model.alpha_groups(),
+            self.groups,
+            lr=config.alpha_lr,
+            betas=config.alpha_betas,
+            weight_decay=config.alpha_weight_decay,
+        )
         self.arch_params = self.model.architecture_parameters()
         self.class_weights = None
         if config.method == "darts_reweight":
             counts = torch.tensor(data.train_counts, device=device)
             self.class_weights = class_loss_weights(counts, config.reweight, config.reweight_beta)
+        self._epoch_alpha_lrs: dict[str, float] = {}
+        self._epoch_branch_losses: dict[str, float] | None = None
+        self._alpha_before = alpha_snapshot(self.model)
 
-    # --- checkpoints -------------------------------------------------------------------
-    def state(self, epoch: int, history: list[EpochMetrics], elapsed: float) -> dict[str, Any]:
+    # --- the run contract (epochs.EpochRunner) ------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {"fingerprint": self.config.fingerprint()}
+
+    def parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
         return {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": self.config.fingerprint(),
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "weight_optimizer": self.weight_optimizer.state_dict(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            **random_state(self.generator, self.device),
-            "history": [m.to_dict() for m in history],
-            "elapsed": elapsed,
+            "model": self.model,
+            "weight_optimizer": self.weight_optimizer,
+            "alpha_optimizer": self.alpha_optimizer,
         }
 
-    def load(self, state: dict[str, Any]) -> tuple[int, list[EpochMetrics], float]:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"checkpoint format {state.get('format')!r} is not supported.")
-        if state["fingerprint"] != self.config.fingerprint():
-            raise ConfigError(
-                "the checkpoint was written by a search with different settings "
-                f"(fingerprint {state['fingerprint']} != {self.config.fingerprint()}); "
-                "use another checkpoint path or delete it."
-            )
-        self.model.load_state_dict(state["model"])
-        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        restore_random_state(state, self.generator, self.device)
-        history = [EpochMetrics.from_dict(m) for m in state["history"]]
-        return state["epoch"] + 1, history, float(state["elapsed"])
+    @staticmethod
+    def record_from_dict(values: Mapping[str, Any]) -> EpochMetrics:
+        return EpochMetrics.from_dict(values)
 
     # --- steps ---------------------------------------------------------------------------
     def alpha_step(self, batch: Any, weight_batch: Any, mixing_ratio: float | None) -> None:
+        """One α update on `batch` (second order: with the weights' `weight_batch`)."""
         self.alpha_optimizer.zero_grad(set_to_none=True)
         grads = self.alpha_gradients(batch, weight_batch, mixing_ratio)
         for param, grad in zip(self.arch_params, grads, strict=True):
@@ -251,7 +229,7 @@ class Search:
             with torch.autocast(self.device.type, enabled=False):
                 return self._unrolled_alpha_grads(batch, weight_batch, mixing_ratio)
         with autocast(self.device, self.amp_dtype):
-            loss, _ = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
+            loss = _loss(self.model, batch, mixing_ratio, self.class_weights)
             # Only α gradients: the weight gradients of this pass are never used.
             return list(torch.autograd.grad(loss, self.arch_params))
 
@@ -264,7 +242,7 @@ class Search:
         xi = self.weight_optimizer.param_groups[0]["lr"]
         momentum, decay = self.config.momentum, self.config.weight_decay
         saved = [w.detach().clone() for w in weights]
-        loss, _ = _loss_and_accuracy(model, weight_batch, mixing_ratio, cw)
+        loss = _loss(model, weight_batch, mixing_ratio, cw)
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
         with torch.no_grad():
             for w, g in zip(weights, grads, strict=True):
@@ -273,7 +251,7 @@ class Search:
                 if buf is not None:
                     step = step + momentum * buf
                 w.sub_(xi * step)
-        loss, _ = _loss_and_accuracy(model, alpha_batch, mixing_ratio, cw)
+        loss = _loss(model, alpha_batch, mixing_ratio, cw)
         both = torch.autograd.grad(loss, self.arch_params + weights, allow_unused=True)
         alpha_grads = list(both[: len(self.arch_params)])
         v = [
@@ -307,7 +285,7 @@ class Search:
             with torch.no_grad():
                 for w, s, g in zip(weights, saved, v, strict=True):
                     w.copy_(s + sign * r * g)
-            loss, _ = _loss_and_accuracy(model, weight_batch, mixing_ratio, cw)
+            loss = _loss(model, weight_batch, mixing_ratio, cw)
             hessian.append(torch.autograd.grad(loss, self.arch_params))
         with torch.no_grad():
             for w, s in zip(weights, saved, strict=True):
@@ -316,86 +294,107 @@ class Search:
 
     def weight_step(
         self, batch: Any, mixing_ratio: float | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One weight update; returns the step's loss, accuracy and (BBN) branch terms."""
         self.weight_optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
-            loss, accuracy = _loss_and_accuracy(self.model, batch, mixing_ratio, self.class_weights)
+            loss, accuracy, branches = _loss_and_accuracy(
+                self.model, batch, mixing_ratio, self.class_weights
+            )
         loss.backward(inputs=self.weight_params)
         nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip, foreach=True)
         self.weight_optimizer.step()
-        return loss.detach(), accuracy
+        return loss.detach(), accuracy, branches
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
-        config, steps = self.config, self.steps_per_epoch
-        for group in self.weight_optimizer.param_groups:
-            group["lr"] = _cosine_weight_lr(config, epoch)
+        """Alternating weight and α steps (α only from `alpha_start_epoch` on), the weights'
+        μ on training progress, every α rate on α-progress."""
+        config, steps, hooks = self.config, self.steps_per_epoch, self.hooks
+        set_lr(
+            self.weight_optimizer,
+            cosine_lr(config.weight_lr, config.weight_lr_min, epoch, config.epochs),
+        )
         losses = torch.zeros(steps, device=self.device)
         accuracies = torch.zeros(steps, device=self.device)
+        branch_sums = torch.zeros(2, device=self.device)
         self.model.train()
         self.weight_batches.new_epoch()
         self.alpha_batches.new_epoch()
+        self._alpha_before = alpha_snapshot(self.model)
+        self._epoch_alpha_lrs = dict.fromkeys(self.groups, 0.0)
         for step in range(steps):
+            hooks.before_step(epoch, step)
             progress = (epoch * steps + step) / (config.epochs * steps)
-            mixing_ratio = _mixing_ratio(config, progress)
-            lrs = alpha_learning_rates(config, progress, self.groups)
-            for group in self.alpha_optimizer.param_groups:
-                group["lr"] = lrs[group["name"]]
-            if self.should_stop is not None and self.should_stop():
-                raise SearchInterrupted(epoch, step)
+            mixing_ratio = config.schedule.mixing(progress) if config.is_bbn else None
             weight_batch = self.weight_batches.next()
-            if epoch >= config.alpha_start_epoch:  # α warm-up: α frozen before that epoch
+            t_alpha = alpha_progress(epoch, step, steps, config.epochs, config.alpha_start_epoch)
+            if t_alpha is not None:  # α warm-up: α frozen before alpha_start_epoch
+                set_lr(self.alpha_optimizer, alpha_learning_rates(config, t_alpha, self.groups))
+                if step == 0:
+                    self._epoch_alpha_lrs = optimizer_rates(self.alpha_optimizer)
                 self.alpha_step(self.alpha_batches.next(), weight_batch, mixing_ratio)
-            losses[step], accuracies[step] = self.weight_step(weight_batch, mixing_ratio)
-            if self.on_step is not None:
-                self.on_step(epoch, step + 1, steps, config.batch_size)
+            losses[step], accuracies[step], branches = self.weight_step(weight_batch, mixing_ratio)
+            if branches is not None:
+                branch_sums += branches
+            hooks.after_step(epoch, step + 1, steps, config.batch_size)
+        if config.is_bbn:
+            conventional, rebalancing = (branch_sums / steps).tolist()
+            self._epoch_branch_losses = {"conventional": conventional, "rebalancing": rebalancing}
         return epoch_means(epoch, losses, accuracies)
 
-    def epoch_metrics(
+    def epoch_record(
         self, epoch: int, train_loss: float, train_accuracy: float, seconds: float
     ) -> EpochMetrics:
-        progress = epoch / self.config.epochs
-        val_top1, val_balanced, val_per_class = evaluate(
-            self.model, self.split["val"], self.data.num_classes, self.config.eval_batch_size
-        )
+        """The epoch's record, validated on the validation split."""
+        config = self.config
+        val = evaluate(self.model, self.split["val"], self.data.num_classes, config.eval_batch_size)
         return EpochMetrics(
             epoch=epoch,
-            epochs=self.config.epochs,
+            epochs=config.epochs,
             train_loss=train_loss,
             train_accuracy=train_accuracy,
-            val_accuracy=val_top1,
-            val_balanced_accuracy=val_balanced,
-            val_per_class_accuracy=val_per_class,
-            mixing_ratio=_mixing_ratio(self.config, progress),
-            alpha_lrs=alpha_learning_rates(self.config, progress, self.groups),
+            val_accuracy=val.accuracy,
+            val_balanced_accuracy=val.balanced_accuracy,
+            val_per_class_accuracy=val.per_class_accuracy,
+            mixing_ratio=config.schedule.mixing(epoch / config.epochs) if config.is_bbn else None,
+            alpha_lrs=dict(self._epoch_alpha_lrs),
             alphas={g: p.cpu().tolist() for g, p in self.model.alpha_probabilities().items()},
             genotype=self.model.genotype(),
             seconds=seconds,
+            val_loss=val.loss,
+            branch_losses=self._epoch_branch_losses if config.is_bbn else None,
+            alpha_movement=alpha_movement(self.model, self._alpha_before),
         )
 
-    def test_metrics(self) -> dict[str, Any]:
-        top1, balanced, per_class = evaluate(
-            self.model, self.split["test"], self.data.num_classes, self.config.eval_batch_size
+    def test_metrics(self) -> LongTailMetrics:
+        """The supernet's figures on the balanced test set."""
+        return longtail_metrics(
+            self.model, self.split["test"], self.data, self.config.eval_batch_size
         )
-        shots: dict[str, list[float]] = {}
-        for acc, group in zip(per_class, self.data.shot_group, strict=True):
-            shots.setdefault(group, []).append(acc)
-        return {
-            "test_accuracy": top1,
-            "test_balanced_accuracy": balanced,
-            "test_per_class_accuracy": per_class,
-            "shot_accuracy": {g: sum(v) / len(v) for g, v in shots.items()},
-        }
+
+
+def search_result(config: SearchConfig, runner: Any, outcome: RunOutcome) -> SearchResult:
+    """The result of a search-like run (`Search`, adapt_head's adaptation): the last epoch's
+    genotype, and the test set's figures only when every epoch ran."""
+    history = outcome.history
+    test = None if outcome.stopped_early or not history else runner.test_metrics()
+    return SearchResult(
+        config=config,
+        genotype=history[-1].genotype if history else runner.model.genotype(),
+        history=history,
+        stopped_early=outcome.stopped_early,
+        resumed_from_epoch=outcome.resumed_from_epoch,
+        seconds=outcome.seconds,
+        test=test,
+    )
 
 
 def run(
     config: SearchConfig,
     *,
     data: LongTailData | None = None,
-    on_epoch: EpochCallback | None = None,
-    checkpoint: str | Path | None = None,
-    on_resume: Callable[[list[EpochMetrics]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_step: StepHook | None = None,
+    hooks: RunHooks | None = None,
+    checkpoint: str | Path | CheckpointFile | None = None,
 ) -> SearchResult:
     """Runs one plain search (every method but adapt_head, which `hls_tune.engine.run_search`
     hands to `adapt.run`) and returns the derived genotype and its metrics.
@@ -403,20 +402,14 @@ def run(
     Args:
         config: the engine settings.
         data: prepared long-tailed data (default: built from `config.data`, cached).
-        on_epoch: called after every epoch with its metrics; returning False stops the run
-            (the checkpoint of that epoch is already written).
+        hooks: the caller's callbacks (`RunHooks`: epoch, resume, step, stop).
         checkpoint: file to write after every epoch; when it exists the run resumes from it.
-        on_resume: called once with the restored epochs' metrics when resuming, so a caller
-            can re-report what an interrupted run had already measured.
-        should_stop: polled before every step (no device synchronisation); when it returns
-            True the run raises SearchInterrupted and the last epoch checkpoint stands.
-        on_step: called after every step with (epoch, step, steps, images); for progress
-            bars, so it must be cheap.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (names the epoch and step).
-        SearchInterrupted: `should_stop` asked the run to stop.
-        ConfigError: bad settings, data, or a checkpoint from a different configuration.
+        SearchInterrupted: `hooks.should_stop` asked the run to stop.
+        ConfigError: bad settings or data; `UnusableCheckpoint` for a checkpoint from a
+            different configuration (unless `checkpoint.restart_unusable`).
 
     Example:
         >>> from hls_tune.engine.settings import SearchConfig, DataConfig
@@ -427,15 +420,7 @@ def run(
     """
     device = resolve_device(config.device)
     data = data if data is not None else prepare_data(config.data)
-    search = Search(config, data, device)
-    search.should_stop = should_stop
-    search.on_step = on_step
-    return run_epochs(
-        search,
-        config,
-        config.epochs,
-        checkpoint=checkpoint,
-        on_epoch=on_epoch,
-        on_resume=on_resume,
-        test_metrics=search.test_metrics,
+    search = Search(config, data, device, hooks)
+    return search_result(
+        config, search, run_epochs(search, config.epochs, CheckpointFile.of(checkpoint))
     )

@@ -30,7 +30,8 @@ import torch
 
 from hls_tune import engine
 from hls_tune.engine.datasets import balanced_counterpart, prepare_data
-from hls_tune.engine.progress import RunProgress, epoch_summary
+from hls_tune.engine.epochs import RunHooks
+from hls_tune.engine.progress import RunProgress
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
 from hls_tune.study.config import TRAINING_SETS, EvaluateSettings, StudyFile
@@ -47,9 +48,6 @@ from hls_tune.study.study import (
 
 FAIL_REASON_ATTR = "fail_reason"
 RESUMED_ATTR = "resumed_from_epoch"
-
-EpochHook = Callable[[optuna.Trial, EpochMetrics], None]
-
 
 class TrialOutOfMemory(HlsTuneError):
     """The trial's search did not fit in device memory; the trial fails, the worker goes on."""
@@ -123,7 +121,7 @@ def glance_attrs(result: SearchResult) -> dict[str, Any]:
     # measurements `compare` ranks and sums: kept to the bit
     attrs["supernet_val_balanced_accuracy"] = result.val_balanced_accuracy
     attrs["search_seconds"] = result.seconds
-    attrs["alpha_lr_b2"] = _rounded(result.config.schedule.alpha_lr_b2)
+    attrs["alpha_lr_b2"] = _rounded(result.config.schedule.shared.b2)
     if result.source is not None:  # adapt_head: which shared source supernet, built here?
         attrs["source_supernet"] = {
             k: v for k, v in result.source.items() if k in ("key", "built", "epochs", "seconds")
@@ -149,27 +147,21 @@ def evaluate_train_config(
     Same data, augmentation, device and (for a BBN genotype) mixing-ratio form as the
     search; size and recipe from [evaluate]; seed `config.seed + index`.
     """
-    from hls_tune.engine.train import TrainConfig
-
-    schedule = config.schedule
-    return TrainConfig(
+    return engine.TrainConfig(
         data=config.data,
-        bbn=genotype.is_bbn,
+        network="bbn" if genotype.is_bbn else "plain",
         epochs=settings.epochs,
         channels=settings.channels,
         layers=settings.layers,
         head_cells=config.head_cells,
         batch_size=settings.batch_size,
-        lr=settings.lr,
+        weight_lr=settings.lr,
         crop_padding=config.crop_padding,
         flip=config.flip,
         cutout=None if settings.cutout else 0,
         drop_path=0.2 if settings.drop_path else 0.0,
         auxiliary_weight=0.4 if settings.auxiliary else 0.0,
-        mix_form=schedule.mix_form,
-        mix_steepness=schedule.mix_steepness,
-        mix_constant=schedule.mix_constant,
-        mix_switch=schedule.mix_switch,
+        mixing=config.schedule.mixing,
         device=config.device,
         seed=config.seed + index,
         eval_batch_size=config.eval_batch_size,
@@ -234,7 +226,6 @@ class Objective:
         device: overrides the study file's device (auto, cpu, cuda, cuda:N).
         checkpoint_dir: per-trial checkpoints live here (one file per original trial), so
             a retried trial resumes where its crashed original stopped.
-        on_epoch: extra hook called after each epoch's report (progress bars, artifacts).
         should_stop: polled before every search step; True interrupts the trial
             (SearchInterrupted) so that the worker can hand it back for a retry.
         artifact_store: an Optuna artifact store; when given, every trial that completes,
@@ -249,7 +240,6 @@ class Objective:
         *,
         device: str | None = None,
         checkpoint_dir: str | Path | None = None,
-        on_epoch: EpochHook | None = None,
         should_stop: Callable[[], bool] | None = None,
         artifact_store: Any | None = None,
         progress: Callable[[int, int], RunProgress] | None = None,
@@ -261,7 +251,6 @@ class Objective:
         self.study_file = study_file
         self.device = device
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.on_epoch = on_epoch
         self.metric = study_file.study.metric
         # Optuna neither records intermediate values nor prunes in a multi-objective study.
         self.reports = not study_file.study.multi_objective
@@ -302,12 +291,10 @@ class Objective:
 
         def on_epoch(metrics: EpochMetrics) -> bool:
             if shown is not None:
-                shown.on_epoch(metrics.epoch, epoch_summary(metrics), metrics.seconds)
+                shown.show_epoch(metrics)
             history.append(metrics)
             if self.reports:
                 trial.report(getattr(metrics, self.metric), metrics.epoch)
-            if self.on_epoch is not None:
-                self.on_epoch(trial, metrics)
             return not (self.reports and trial.should_prune())
 
         def on_resume(restored: list[EpochMetrics]) -> None:
@@ -318,15 +305,18 @@ class Objective:
 
         checkpoint = self.checkpoint_path(trial)
         try:
+            hooks = RunHooks(
+                on_epoch=on_epoch,
+                on_resume=on_resume,
+                on_step=shown.on_step if shown is not None else None,
+                should_stop=self.should_stop,
+            )
             result = engine.run_search(
                 config,
                 data=data,
-                on_epoch=on_epoch,
+                hooks=hooks,
                 checkpoint=checkpoint,
-                on_resume=on_resume,
-                should_stop=self.should_stop,
                 source_cache=self.source_cache_dir,
-                on_step=shown.on_step if shown is not None else None,
             )
         except NonFiniteLossError as exc:
             self._record_failure(trial, str(exc), history)
@@ -425,11 +415,11 @@ class Objective:
                 run = train(
                     result.genotype,
                     evaluate_train_config(config, result.genotype, settings, index),
-                    on_epoch,
                     data=data if trains_on == "longtail" else balanced_counterpart(config.data),
+                    hooks=RunHooks(
+                        on_epoch=on_epoch, on_resume=on_resume, should_stop=self.should_stop
+                    ),
                     out=eval_dir / folder if eval_dir is not None else None,
-                    on_resume=on_resume,
-                    should_stop=self.should_stop,
                 )
                 if run.resumed_from_epoch is not None:
                     resumed = base + run.resumed_from_epoch

@@ -5,7 +5,6 @@ Every source yields a training set and a balanced test set; long-tailing happens
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import warnings
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hls_tune.engine.data.safe_pickle import load_cifar_pickle
-from hls_tune.errors import ConfigError
+from hls_tune.errors import ConfigError, did_you_mean
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
@@ -164,10 +163,9 @@ def load_source(
         (torch.Size([1, 8, 8]), [10, 10, 10, 10, 10, 10, 10, 10, 10, 10])
     """
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), DATASETS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"data.dataset: unknown dataset {name!r}; expected one of {DATASETS}{hint}"
+            f"data.dataset must be one of {', '.join(DATASETS)} but got {name!r}"
+            f"{did_you_mean(name, DATASETS)}."
         )
     if image_size is not None and not _is_int_at_least(image_size, 4):
         raise ConfigError(

@@ -15,11 +15,10 @@ from hls_tune.engine.nas.genotype import (
     PRIMITIVES,
     Edge,
     Genotype,
-    did_you_mean,
     is_integer,
     search_cell_edges,
 )
-from hls_tune.errors import ConfigError
+from hls_tune.errors import ConfigError, did_you_mean
 
 __all__ = ["derive_cell", "derive_genotype"]
 

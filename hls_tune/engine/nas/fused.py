@@ -5,8 +5,7 @@ tests/engine/nas/test_fused.py).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -560,30 +559,6 @@ class FusedBbnDartsSupernet(BbnDartsSupernet):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         _fuse_cells(self)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for an `amp` setting: auto = bf16 on CUDA and off elsewhere.
-
-    Args:
-        amp: ``auto``, ``bf16`` or ``off``.
-        device: the device the search runs on.
-    """
-    if amp not in ("auto", "bf16", "off"):
-        raise ValueError(f"amp must be one of auto, bf16, off but got {amp!r}.")
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """`torch.autocast` on `device` with `dtype`; does nothing when `dtype` is None."""
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device.type, dtype=dtype):
-        yield
 
 
 def compile_cells(model: nn.Module) -> None:

@@ -6,7 +6,6 @@ The record needs no torch. Derivation from α is `derive`, the original DARTS
 
 from __future__ import annotations
 
-import difflib
 import json
 import keyword
 import numbers
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hls_tune.errors import ConfigError
+from hls_tune.errors import ConfigError, did_you_mean
 
 __all__ = [
     "BUILTIN_GENOTYPES",
@@ -63,11 +62,6 @@ DARTS_FIELDS = _REQUIRED_FIELDS  # the namedtuple of the original DARTS genotype
 
 def is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def did_you_mean(word: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, allowed, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def search_cell_edges(nodes: int) -> int:

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hls_tune.engine.nas.darts_format import darts_python_entries, parse_genotype_expression
-from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype, did_you_mean
-from hls_tune.errors import ConfigError
+from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype
+from hls_tune.errors import ConfigError, did_you_mean
 
 __all__ = ["BUILTIN_ALIASES", "load_genotype"]
 

@@ -301,8 +301,11 @@ class BbnGenotypeNetwork(nn.Module):
     The conventional head is built from `genotype.head_conventional` and the re-balancing
     head from `genotype.head_rebalancing`; a plain genotype (no heads) uses its normal cell
     for both. Training logits mix the branches, z = μ·W_cᵀf_c + (1−μ)·W_rᵀf_r; at test time
-    both branches see the same images and μ = 0.5 (SPEC §2). The backbone and the auxiliary
-    head follow `GenotypeNetwork`.
+    both branches see the same images and μ = 0.5 (SPEC §2). As in BBN's code (and the
+    search supernet), each branch's batch goes through the shared backbone in its own pass,
+    so BatchNorm batch statistics are per branch; with ``joint_batch`` both batches go
+    through in one concatenated pass. The backbone and the auxiliary head follow
+    `GenotypeNetwork`.
 
     Args:
         genotype: backbone cells and, optionally, the two head cells.
@@ -313,6 +316,8 @@ class BbnGenotypeNetwork(nn.Module):
         layers: L, cells of the shared backbone (reductions at L//3 and 2L//3).
         head_cells: cells in each branch's head stage.
         auxiliary: build the auxiliary head where it fits.
+        joint_batch: one backbone pass over both branches' batches (statistics of the
+            union; cheaper) instead of one pass per branch.
     """
 
     is_bbn = True
@@ -327,9 +332,11 @@ class BbnGenotypeNetwork(nn.Module):
         layers: int = 20,
         head_cells: int = 1,
         auxiliary: bool = True,
+        joint_batch: bool = False,
     ) -> None:
         super().__init__()
         self.genotype = genotype
+        self.joint_batch = joint_batch
         self.drop_path_prob = 0.0
         self.backbone = _Backbone(
             genotype, in_channels, num_classes, image_size, channels, layers, auxiliary
@@ -355,13 +362,20 @@ class BbnGenotypeNetwork(nn.Module):
     def branch_logits(
         self, x_conventional: torch.Tensor, x_rebalancing: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """W_cᵀf_c, W_rᵀf_r (one backbone pass over both batches) and the auxiliary logits
-        of the concatenated batch (conventional rows first; None without the head)."""
+        """W_cᵀf_c, W_rᵀf_r (one backbone pass per branch, or one joint pass with
+        ``joint_batch``) and the auxiliary logits of both batches (conventional rows first;
+        None without the head)."""
         n = x_conventional.shape[0]
         drop = self.drop_path_prob
-        s0, s1, aux = self.backbone(torch.cat([x_conventional, x_rebalancing]), drop)
-        f_c = self.head_conventional.features(s0[:n], s1[:n], drop)
-        f_r = self.head_rebalancing.features(s0[n:], s1[n:], drop)
+        if self.joint_batch:
+            s0, s1, aux = self.backbone(torch.cat([x_conventional, x_rebalancing]), drop)
+            conventional, rebalancing = (s0[:n], s1[:n]), (s0[n:], s1[n:])
+        else:
+            *conventional, aux_c = self.backbone(x_conventional, drop)
+            *rebalancing, aux_r = self.backbone(x_rebalancing, drop)
+            aux = None if aux_c is None else torch.cat([aux_c, aux_r])
+        f_c = self.head_conventional.features(*conventional, drop)
+        f_r = self.head_rebalancing.features(*rebalancing, drop)
         return self.head_conventional.classifier(f_c), self.head_rebalancing.classifier(f_r), aux
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from hls_tune.engine import search
+from hls_tune.engine.device import amp_dtype
 from hls_tune.engine.nas import fused
 from hls_tune.engine.nas.fused import (
     FusedBbnDartsSupernet,
     FusedDartsSupernet,
     FusedSearchCell,
-    amp_dtype,
     depthwise_conv2d,
 )
 from hls_tune.engine.nas.supernet import (
