@@ -13,6 +13,8 @@ from pathlib import Path
 
 from optuna.artifacts import FileSystemArtifactStore
 
+from hls_tune.study import optuna_internals
+
 ARTIFACTS_ENV = "HLS_TUNE_ARTIFACTS"
 DEFAULT_ARTIFACTS_DIR = "artifacts"
 
@@ -48,7 +50,7 @@ def referenced_artifacts(storage: object, limit: int = 200) -> list[str]:
     assert isinstance(storage, BaseStorage)
     found: list[str] = []
     for summary in reversed(storage.get_all_studies()):
-        for trial in storage.get_all_trials(summary._study_id, deepcopy=False):
+        for trial in storage.get_all_trials(optuna_internals.study_id(summary), deepcopy=False):
             found += [k.split(":", 1)[1] for k in trial.system_attrs if k.startswith("artifacts:")]
             if len(found) >= limit:
                 return found[:limit]

@@ -16,8 +16,8 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 
+from hls_tune.study.optuna_internals import BaseHeartbeat
 from hls_tune.study.storage import redact
 
 _logger = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from hls_tune.errors import ConfigError, HlsTuneError, did_you_mean
+from hls_tune.study import optuna_internals
 from hls_tune.study.config import StudyFile, parse_study_text
 from hls_tune.study.space import grid_search_space, paper_reading_params
 from hls_tune.study.storage import describe, open_storage
@@ -237,7 +238,7 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
         )
     # The study file is stored before the queue, so an interrupted create leaves a study that
     # `study create` completes and `study delete` removes.
-    study_id = study._study_id
+    study_id = optuna_internals.study_id(study)
     storage.set_study_system_attr(study_id, QUEUE_COMPLETE_ATTR, False)
     storage.set_study_system_attr(study_id, STUDY_FILE_ATTR, study_file.text)
     storage.set_study_system_attr(study_id, STUDY_HASH_ATTR, study_file.sha256)
@@ -250,7 +251,7 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
 def _queue(study: optuna.Study, study_file: StudyFile) -> None:
     """Queues what is missing of the budget (all of it for a new study): the paper-reading
     preset first where the space can express it, then tickets without parameters."""
-    storage = study._storage
+    storage = optuna_internals.study_storage(study)
     have = len(study.get_trials(deepcopy=False))
     preset = paper_reading_params(study_file)
     study.set_user_attr(PRESET_ATTR, "paper_reading" if preset is not None else "none")
@@ -259,15 +260,15 @@ def _queue(study: optuna.Study, study_file: StudyFile) -> None:
         # the first ticket of the budget, marked as hls-tune's like the others.
         study.enqueue_trial(preset, user_attrs={PRESET_ATTR: "paper_reading"})
         [first] = study.get_trials(deepcopy=False)
-        storage.set_trial_system_attr(first._trial_id, QUEUED_ATTR, True)
+        storage.set_trial_system_attr(optuna_internals.trial_id(first), QUEUED_ATTR, True)
         have = 1
     queue_budget(study, max(0, study_file.study.n_trials - have))
-    storage.set_study_system_attr(study._study_id, QUEUE_COMPLETE_ATTR, True)
+    storage.set_study_system_attr(optuna_internals.study_id(study), QUEUE_COMPLETE_ATTR, True)
 
 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's system attributes (Optuna keeps no public accessor for them)."""
-    return dict(study._storage.get_study_system_attrs(study._study_id))
+    return optuna_internals.study_system_attrs(study)
 
 
 def stored_study_text(study: optuna.Study) -> str | None:
