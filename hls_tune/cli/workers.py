@@ -89,18 +89,16 @@ def worker(
     A trial whose worker dies is re-queued by the next worker and resumes from its last
     epoch checkpoint; SIGTERM/SIGINT hand the running trial back the same way.
     """
-    from hls_tune.study.worker import run_worker
+    from hls_tune.study.worker import WorkerOptions, run_worker
 
     if device is not None:
-        from hls_tune.engine.settings import SearchConfig
+        from hls_tune.engine.checks import check_device
 
-        SearchConfig(device=device)  # validates the value before any trial starts
+        check_device("device", device)  # validates the value before any trial starts
     from hls_tune.engine.safe_io import check_output_dir
 
     check_output_dir("--checkpoint-dir", checkpoint_dir)
-    run_worker(
-        _storage_url(storage),
-        study_name,
+    options = WorkerOptions(
         n_trials=n_trials,
         device=device,
         checkpoint_dir=checkpoint_dir,
@@ -111,6 +109,7 @@ def worker(
         max_retries=max_retries,
         threads=threads,
     )
+    run_worker(_storage_url(storage), study_name, options)
 
 
 @cli.command()
@@ -174,17 +173,21 @@ def launch(
     """Launch workers for a study: K per GPU, a GPU slot list, or N CPU workers."""
     from hls_tune.study.launch import cpu_slots, gpu_slots, parse_gpus
     from hls_tune.study.launch import launch as launch_workers
+    from hls_tune.study.worker import WorkerOptions
 
     if (gpus is None) == (cpus is None):
         raise ConfigError("give exactly one of --gpus (e.g. 0,1,2,3) or --cpus N.")
     slots = gpu_slots(parse_gpus(gpus, workers_per_gpu)) if gpus is not None else cpu_slots(cpus)
+    options = WorkerOptions(
+        checkpoint_dir=checkpoint_dir,
+        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
+    )
     code = launch_workers(
         _storage_url(storage),
         study_name,
         slots,
+        options,
         n_trials=n_trials,
-        checkpoint_dir=checkpoint_dir,
-        artifacts=None if no_artifacts else _artifacts_dir(artifacts),
         max_restarts=max_restarts,
         grace_seconds=grace,
     )
@@ -222,6 +225,7 @@ def demo(directory: Path, workers: int, evaluate: bool) -> None:
     from hls_tune.study.launch import cpu_slots
     from hls_tune.study.launch import launch as launch_workers
     from hls_tune.study.study import create_study, load_study
+    from hls_tune.study.worker import WorkerOptions
 
     text = resources.files("hls_tune").joinpath("studies/digits_lt_demo.toml").read_text()
     if evaluate:
@@ -234,14 +238,11 @@ def demo(directory: Path, workers: int, evaluate: bool) -> None:
         f"demo study {name!r} {'created' if created else 'found'} in {directory}/demo.db; "
         f"{parsed.study.n_trials} trials on {workers} CPU workers"
     )
-    code = launch_workers(
-        url,
-        name,
-        cpu_slots(workers),
+    options = WorkerOptions(
         checkpoint_dir=str(directory / "checkpoints"),
         artifacts=str((directory / "artifacts").absolute()),
-        poll_seconds=15.0,
     )
+    code = launch_workers(url, name, cpu_slots(workers), options, poll_seconds=15.0)
     if code:
         raise HlsTuneError(f"the demo workers stopped with exit code {code}")
     loaded = load_study(url, name)

@@ -9,6 +9,7 @@ forwarded and the launcher waits for the workers to stop gracefully.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -25,7 +26,12 @@ import optuna
 from hls_tune.errors import ConfigError
 from hls_tune.study.storage import open_storage, redact
 from hls_tune.study.study import load_study, state_counts, trials_done, work_left
-from hls_tune.study.worker import DEFAULT_MAX_RETRIES, WORKER_TAG_ENV, hand_back_trials_of
+from hls_tune.study.worker import (
+    DEFAULT_MAX_RETRIES,
+    WORKER_TAG_ENV,
+    WorkerOptions,
+    hand_back_trials_of,
+)
 
 
 @dataclass(frozen=True)
@@ -82,46 +88,24 @@ def worker_process(
     url: str,
     study: str,
     slot: Slot,
+    options: WorkerOptions | None = None,
     *,
-    n_trials: int | None = None,
-    checkpoint_dir: str | None = None,
-    artifacts: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment `launch` starts a slot's worker with.
+    """The argv and environment `launch` starts a slot's worker with: `options` on the
+    slot's device, without progress bars (the launcher prefixes each worker's lines).
 
     The storage URL travels in HLS_TUNE_STORAGE, never argv.
     """
     env = dict(os.environ if environ is None else environ)
     env |= {"HLS_TUNE_STORAGE": url, "PYTHONUNBUFFERED": "1"} | slot.env
-    return _worker_command(url, study, slot, n_trials, checkpoint_dir, artifacts), env
+    return worker_command(study, slot, options or WorkerOptions()), env
 
 
-def _worker_command(
-    url: str,
-    study: str,
-    slot: Slot,
-    n_trials: int | None,
-    checkpoint_dir: str | None,
-    artifacts: str | None = None,
-) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "hls_tune",
-        "worker",
-        "--study",
-        study,
-        "--device",
-        slot.device,
-        "--no-progress",
-    ]
-    if n_trials is not None:
-        command += ["--n-trials", str(n_trials)]
-    if checkpoint_dir is not None:
-        command += ["--checkpoint-dir", checkpoint_dir]
-    command += ["--artifacts", artifacts] if artifacts is not None else ["--no-artifacts"]
-    return command
+def worker_command(study: str, slot: Slot, options: WorkerOptions) -> list[str]:
+    """`python -m hls_tune worker` for `study` on `slot` with `options`."""
+    options = dataclasses.replace(options, device=slot.device, progress=False)
+    return [sys.executable, "-m", "hls_tune", "worker", "--study", study, *options.argv()]
 
 
 def _pump(stream, prefix: str, out: Callable[[str], None]) -> None:
@@ -148,10 +132,9 @@ def launch(
     url: str,
     study_name: str,
     slots: list[Slot],
+    options: WorkerOptions | None = None,
     *,
     n_trials: int | None = None,
-    checkpoint_dir: str | None = None,
-    artifacts: str | None = None,
     max_restarts: int = 3,
     grace_seconds: float = 60.0,
     poll_seconds: float = 5.0,
@@ -163,9 +146,9 @@ def launch(
         url: storage URL, passed to the workers through HLS_TUNE_STORAGE (never argv).
         study_name: the study.
         slots: worker slots.
+        options: every worker's options (checkpoint and artifact directories, retries...);
+            the device is the slot's and the trial count this launch's share.
         n_trials: trials this launch finishes in total, split across the slots.
-        checkpoint_dir: shared checkpoint directory.
-        artifacts: shared artifact directory for the trials' figures (None: no artifacts).
         max_restarts: restarts per slot of a worker that died.
         grace_seconds: how long to wait for workers after forwarding a signal.
         poll_seconds: how often the aggregate progress line is printed.
@@ -174,105 +157,133 @@ def launch(
     Returns:
         0 when every worker finished cleanly, 1 otherwise, 130/143 after a signal.
     """
-    say = out or (lambda line: print(line, flush=True))
-    loaded = load_study(url, study_name, storage=open_storage(url))
-    study, budget = loaded.study, loaded.study_file.study.n_trials
-    shares: list[int | None] = [None] * len(slots)
-    if n_trials is not None:
-        base, extra = divmod(n_trials, len(slots))
-        shares = [base + (1 if i < extra else 0) for i in range(len(slots))]
-    procs: dict[int, subprocess.Popen] = {}
-    restarts = [0] * len(slots)
-    stop = {"signal": 0}
+    launcher = _Launcher(url, study_name, slots, options or WorkerOptions(), n_trials, out)
+    previous = {s: signal.signal(s, launcher.forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i in range(len(slots)):
+            launcher.start(i)
+        launcher.watch(max_restarts, grace_seconds, poll_seconds)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    launcher.say_progress(force=False)
+    if launcher.signum:
+        return 128 + launcher.signum
+    return launcher.status
 
-    # Journal and gRPC storages have no heartbeat: the launcher hands back the trial of a
-    # worker it saw die, found by the tag the worker stored on it.
-    recover = url.split(":", 1)[0].lower() in ("journal", "grpc")
-    tags = [""] * len(slots)
 
-    def start(i: int) -> None:
-        if shares[i] == 0:
+class _Launcher:
+    """The worker processes of one `launch` (its only user)."""
+
+    def __init__(
+        self,
+        url: str,
+        study_name: str,
+        slots: list[Slot],
+        options: WorkerOptions,
+        n_trials: int | None,
+        out: Callable[[str], None] | None,
+    ) -> None:
+        self.url, self.study_name, self.slots, self.options = url, study_name, slots, options
+        self.say = out or (lambda line: print(line, flush=True))
+        loaded = load_study(url, study_name, storage=open_storage(url))
+        self.study, self.budget = loaded.study, loaded.study_file.study.n_trials
+        self.shares: list[int | None] = [None] * len(slots)
+        if n_trials is not None:
+            base, extra = divmod(n_trials, len(slots))
+            self.shares = [base + (1 if i < extra else 0) for i in range(len(slots))]
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.restarts = [0] * len(slots)
+        self.signum = 0
+        self.status = 0
+        # Journal and gRPC storages have no heartbeat: the launcher hands back the trial of
+        # a worker it saw die, found by the tag the worker stored on it.
+        self.recover = url.split(":", 1)[0].lower() in ("journal", "grpc")
+        self.tags = [""] * len(slots)
+        self.last_line, self.last_said = "", time.monotonic()
+
+    def start(self, i: int) -> None:
+        """Starts slot `i`'s worker (none when its share of `n_trials` is 0)."""
+        if self.shares[i] == 0:
             return
-        tags[i] = f"{socket.gethostname()}:{os.getpid()}:{slots[i].label}:{uuid.uuid4().hex}"
-        argv, env = worker_process(
-            url,
-            study_name,
-            slots[i],
-            n_trials=shares[i],
-            checkpoint_dir=checkpoint_dir,
-            artifacts=artifacts,
-        )
+        slot = self.slots[i]
+        self.tags[i] = f"{socket.gethostname()}:{os.getpid()}:{slot.label}:{uuid.uuid4().hex}"
+        options = dataclasses.replace(self.options, n_trials=self.shares[i])
+        argv, env = worker_process(self.url, self.study_name, slot, options)
         proc = subprocess.Popen(
             argv,
-            env=env | {WORKER_TAG_ENV: tags[i]},
+            env=env | {WORKER_TAG_ENV: self.tags[i]},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
         )
-        threading.Thread(target=_pump, args=(proc.stdout, slots[i].label, say), daemon=True).start()
-        procs[i] = proc
+        threading.Thread(
+            target=_pump, args=(proc.stdout, slot.label, self.say), daemon=True
+        ).start()
+        self.procs[i] = proc
 
-    def forward(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-        for proc in procs.values():
+    def forward(self, signum: int, _frame: object) -> None:
+        """Forwards SIGINT/SIGTERM to every running worker."""
+        self.signum = signum
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    status = 0
-    last_line = ""
-    try:
-        for i in range(len(slots)):
-            start(i)
-        last_poll = last_said = time.monotonic()
-        while procs:
+    def watch(self, max_restarts: int, grace_seconds: float, poll_seconds: float) -> None:
+        """Waits for the workers, restarting dead ones, until all have ended."""
+        last_poll = time.monotonic()
+        while self.procs:
             time.sleep(0.2)
-            for i, proc in list(procs.items()):
+            for i, proc in list(self.procs.items()):
                 code = proc.poll()
-                if code is None:
-                    continue
-                del procs[i]
-                if code != 0 and recover:
-                    for number in hand_back_trials_of(study, tags[i], DEFAULT_MAX_RETRIES):
-                        say(f"[{slots[i].label}] trial {number} handed back for a retry")
-                if code != 0 and not stop["signal"]:
-                    study_done = not work_left(study)
-                    if not study_done and restarts[i] < max_restarts:
-                        restarts[i] += 1
-                        say(
-                            f"[{slots[i].label}] exited with {code}; restart "
-                            f"{restarts[i]}/{max_restarts}"
-                        )
-                        start(i)
-                        continue
-                    why = (
-                        "the study has no work left"
-                        if study_done
-                        else f"no restart left ({restarts[i]}/{max_restarts} used)"
-                    )
-                    say(f"[{slots[i].label}] exited with {code}; {why}")
-                    status = 1
-            if stop["signal"]:
-                deadline = time.monotonic() + grace_seconds
-                while any(p.poll() is None for p in procs.values()):
-                    if time.monotonic() > deadline:
-                        for p in procs.values():
-                            p.kill()
-                        break
-                    time.sleep(0.2)
-                break
+                if code is not None:
+                    del self.procs[i]
+                    self.ended(i, code, max_restarts)
+            if self.signum:
+                self.wait_or_kill(grace_seconds)
+                return
             if time.monotonic() - last_poll >= poll_seconds:
                 last_poll = time.monotonic()
-                line = progress_line(study, budget)
-                if line != last_line or time.monotonic() - last_said >= 10 * poll_seconds:
-                    say(line)
-                    last_line, last_said = line, time.monotonic()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if (line := progress_line(study, budget)) != last_line:
-        say(line)
-    if stop["signal"]:
-        return 128 + stop["signal"]
-    return status
+                self.say_progress(force=False, every=10 * poll_seconds)
+
+    def ended(self, i: int, code: int, max_restarts: int) -> None:
+        """Slot `i`'s worker exited with `code`: hand back its trial, restart it or say why
+        not."""
+        label = self.slots[i].label
+        if code != 0 and self.recover:
+            for number in hand_back_trials_of(self.study, self.tags[i], DEFAULT_MAX_RETRIES):
+                self.say(f"[{label}] trial {number} handed back for a retry")
+        if code == 0 or self.signum:
+            return
+        study_done = not work_left(self.study)
+        if not study_done and self.restarts[i] < max_restarts:
+            self.restarts[i] += 1
+            self.say(f"[{label}] exited with {code}; restart {self.restarts[i]}/{max_restarts}")
+            self.start(i)
+            return
+        why = (
+            "the study has no work left"
+            if study_done
+            else f"no restart left ({self.restarts[i]}/{max_restarts} used)"
+        )
+        self.say(f"[{label}] exited with {code}; {why}")
+        self.status = 1
+
+    def wait_or_kill(self, grace_seconds: float) -> None:
+        """After a signal: waits up to `grace_seconds` for the workers, then kills them."""
+        deadline = time.monotonic() + grace_seconds
+        while any(p.poll() is None for p in self.procs.values()):
+            if time.monotonic() > deadline:
+                for p in self.procs.values():
+                    p.kill()
+                return
+            time.sleep(0.2)
+
+    def say_progress(self, *, force: bool, every: float | None = None) -> None:
+        """The progress line, when it changed (or `every` seconds passed since the last)."""
+        line = progress_line(self.study, self.budget)
+        stale = every is not None and time.monotonic() - self.last_said >= every
+        if force or line != self.last_line or stale:
+            self.say(line)
+            self.last_line, self.last_said = line, time.monotonic()

@@ -22,6 +22,7 @@ from hls_tune.engine.device import resolve_device
 from hls_tune.engine.progress import RunProgress
 from hls_tune.engine.threads import ThreadBudget
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
+from hls_tune.study import optuna_internals
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
 from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
 from hls_tune.study.storage import open_storage, redact
@@ -135,8 +136,10 @@ def open_worker_storage(
 
 def _tag(study: optuna.Study, started: list[int], number: int, tag: str) -> None:
     started.append(number)
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage = optuna_internals.study_storage(study)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        optuna_internals.study_id(study), number
+    )
     storage.set_trial_system_attr(trial_id, WORKER_TAG_ATTR, tag)
 
 
@@ -160,44 +163,20 @@ def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> bool
     """
     trials = study.get_trials(deepcopy=False)
     frozen = next(t for t in trials if t.number == trial_number)
-    storage = study._storage
+    storage = optuna_internals.study_storage(study)
     if frozen.state == TrialState.RUNNING:
-        storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
-        frozen = storage.get_trial(frozen._trial_id)
+        storage.set_trial_state_values(optuna_internals.trial_id(frozen), state=TrialState.FAIL)
+        frozen = storage.get_trial(optuna_internals.trial_id(frozen))
     retry_callback(max_retries)(study, frozen)
     return len(study.get_trials(deepcopy=False)) > len(trials)
 
 
-def run_worker(
-    url: str,
-    study_name: str,
-    *,
-    n_trials: int | None = None,
-    device: str | None = None,
-    checkpoint_dir: str | Path | None = DEFAULT_CHECKPOINT_DIR,
-    progress: bool = True,
-    artifacts: str | Path | None = None,
-    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S,
-    grace_period: int | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    storage_wait: float = DEFAULT_MAX_WAIT_S,
-    threads: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> WorkerSummary:
-    """Runs trials of a study until its global budget (or this worker's `n_trials`) is used.
-
-    Settings come from the storage (the study file stored at creation), never a local
-    file. A diverged or out-of-memory trial ends as FAIL with its reason in the user
-    attribute `fail_reason`; the worker goes on with the next trial. On SQLite and
-    PostgreSQL a heartbeat marks the running trial; a trial whose worker died is failed
-    by the next worker and re-queued (at most `max_retries` times), and its retry resumes
-    from the dead trial's last epoch checkpoint. SIGTERM/SIGINT stop the running trial at
-    its next step and hand it back the same way, then the worker exits cleanly. An
-    unreachable database is waited for (up to `storage_wait` seconds per call).
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs trials; one record for the `worker` command, `run_worker` and the
+    launcher's command builder (`argv`), so an option is declared once.
 
     Args:
-        url: storage URL.
-        study_name: the study to work on.
         n_trials: at most this many trials from this worker (None: until the budget is used).
         device: overrides the study file's device.
         checkpoint_dir: directory of per-trial checkpoints (shared by all workers).
@@ -212,6 +191,62 @@ def run_worker(
         storage_wait: seconds a storage call may wait for an unreachable database.
         threads: torch threads (None: HLS_TUNE_THREADS, else this worker's share of the
             host's cores among the workers registered there, re-checked between epochs).
+    """
+
+    n_trials: int | None = None
+    device: str | None = None
+    checkpoint_dir: str | Path | None = DEFAULT_CHECKPOINT_DIR
+    progress: bool = True
+    artifacts: str | Path | None = None
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S
+    grace_period: int | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    storage_wait: float = DEFAULT_MAX_WAIT_S
+    threads: int | None = None
+
+    def argv(self) -> list[str]:
+        """The `hls-tune worker` options that run a worker with these options."""
+        args: list[str] = []
+        if self.n_trials is not None:
+            args += ["--n-trials", str(self.n_trials)]
+        if self.device is not None:
+            args += ["--device", self.device]
+        if self.checkpoint_dir is not None:
+            args += ["--checkpoint-dir", str(self.checkpoint_dir)]
+        args.append("--progress" if self.progress else "--no-progress")
+        args += ["--artifacts", str(self.artifacts)] if self.artifacts else ["--no-artifacts"]
+        if self.heartbeat_interval is not None:
+            args += ["--heartbeat-interval", str(self.heartbeat_interval)]
+        if self.grace_period is not None:
+            args += ["--grace-period", str(self.grace_period)]
+        args += ["--max-retries", str(self.max_retries)]
+        if self.threads is not None:
+            args += ["--threads", str(self.threads)]
+        return args
+
+
+def run_worker(
+    url: str,
+    study_name: str,
+    options: WorkerOptions | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> WorkerSummary:
+    """Runs trials of a study until its global budget (or `options.n_trials`) is used.
+
+    Settings come from the storage (the study file stored at creation), never a local
+    file. A diverged or out-of-memory trial ends as FAIL with its reason in the user
+    attribute `fail_reason`; the worker goes on with the next trial. On SQLite and
+    PostgreSQL a heartbeat marks the running trial; a trial whose worker died is failed
+    by the next worker and re-queued (at most `max_retries` times), and its retry resumes
+    from the dead trial's last epoch checkpoint. SIGTERM/SIGINT stop the running trial at
+    its next step and hand it back the same way, then the worker exits cleanly. An
+    unreachable database is waited for (up to `storage_wait` seconds per call).
+
+    Args:
+        url: storage URL.
+        study_name: the study to work on.
+        options: how the worker runs (`WorkerOptions`; default: its defaults).
         log: callable taking one line (default: print to stderr).
     """
     # Heartbeat and retry callbacks are marked experimental; the worker relies on them.
@@ -219,105 +254,131 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    cpu_threads = ThreadBudget(threads)
-    # Registered before the study loads (so other workers count this one at once); said
-    # after it, so that a bad storage, study or device stays a one-line error.
-    threads_line = cpu_threads.start()
-    heartbeat = url.startswith(("sqlite", "postgres")) and heartbeat_interval is not None
-    storage = open_worker_storage(
-        url,
-        storage_wait=storage_wait,
-        log=say,
-        heartbeat_interval=heartbeat_interval if heartbeat else None,
-        grace_period=(grace_period or 3 * heartbeat_interval) if heartbeat else None,
-        failed_trial_callback=retry_callback(max_retries) if heartbeat else None,
-    )
-    loaded = load_study(url, study_name, storage=storage)
-    study, study_file = loaded.study, loaded.study_file
-    # An unusable device stops the worker here, before it claims a queued trial and fails it.
-    resolved = resolve_device(device or study_file.base.device)
-    say(threads_line)
-    budget = study_file.study.n_trials
-    stop = _StopFlag()
-
-    def should_stop() -> bool:
-        # Workers that started or stopped on this host since: re-size between search steps.
-        if line := cpu_threads.refresh(every=1.0):
-            say(line)
-        return stop()
-
-    objective = Objective(
-        study_file,
-        device=device,
-        checkpoint_dir=checkpoint_dir,
-        should_stop=should_stop,
-        progress=_trial_progress if progress else None,
-    )
-    if artifacts is not None:
-        from hls_tune.study.artifacts import open_artifact_store
-
-        objective.artifact_store = open_artifact_store(artifacts)
-    summary = WorkerSummary()
-    tag = os.environ.get(WORKER_TAG_ENV, "")
-    previous = stop.install()
+    worker = _Worker(url, study_name, options or WorkerOptions(), say)
+    previous = worker.stop.install()
     try:
-        while (n_trials is None or summary.trials < n_trials) and not stop():
-            if heartbeat:
-                # Dead workers' trials are failed and re-queued before the budget is counted.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-            if not work_left(study, running=False):
-                if heartbeat and work_left(study):
-                    # Stay until running trials finish or go stale (then they are
-                    # re-queued here), so a dead worker never leaves a RUNNING trial.
-                    time.sleep(min(5.0, float(heartbeat_interval)))
-                    continue
-                break
-            if line := cpu_threads.refresh():
-                say(line)
-            peak = _PeakMemory(resolved.type == "cuda")
-            finished: list[FrozenTrial] = []
-            started: list[int] = []
-            objective.on_start = started.append
-            if tag:
-                objective.on_start = lambda number, started=started: _tag(
-                    study, started, number, tag
-                )
-            try:
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    catch=(NonFiniteLossError, TrialOutOfMemory),
-                    gc_after_trial=False,
-                    callbacks=[lambda _study, frozen, done=finished: done.append(frozen)],
-                )
-            except _NothingQueued:
-                continue  # another worker claimed the last queued trial first
-            except (SearchInterrupted, KeyboardInterrupt) as exc:
-                if started:
-                    if _hand_back(study, started[0], max_retries):
-                        say(f"trial {started[0]} interrupted ({exc}); handed back for a retry")
-                    else:
-                        say(
-                            f"trial {started[0]} interrupted ({exc}); not retried, its "
-                            f"retries are used up (--max-retries {max_retries})"
-                        )
-                break
-            for frozen in finished:
-                summary.add(frozen.state)
-                say(f"{_trial_line(frozen)}; {peak.line()}")
+        worker.run()
     finally:
-        cpu_threads.close()
+        worker.threads.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    summary.interrupted = bool(stop())
+    summary = worker.summary
+    summary.interrupted = bool(worker.stop())
     say(
         f"worker {'stopped' if summary.interrupted else 'done'}: {summary.trials} trials "
         f"({_format_states(summary.states)}); study budget "
-        f"{trials_done(study)}/{budget} done"
+        f"{trials_done(worker.study)}/{worker.budget} done"
     )
     return summary
+
+
+class _Worker:
+    """One worker's study, objective and loop (`run_worker` is its only user)."""
+
+    def __init__(
+        self, url: str, study_name: str, options: WorkerOptions, say: Callable[[str], None]
+    ) -> None:
+        self.options, self.say = options, say
+        self.threads = ThreadBudget(options.threads)
+        # Registered before the study loads (so other workers count this one at once); said
+        # after it, so that a bad storage, study or device stays a one-line error.
+        threads_line = self.threads.start()
+        interval = options.heartbeat_interval
+        self.heartbeat = url.startswith(("sqlite", "postgres")) and interval is not None
+        storage = open_worker_storage(
+            url,
+            storage_wait=options.storage_wait,
+            log=say,
+            heartbeat_interval=interval if self.heartbeat else None,
+            grace_period=(options.grace_period or 3 * interval) if self.heartbeat else None,
+            failed_trial_callback=retry_callback(options.max_retries) if self.heartbeat else None,
+        )
+        loaded = load_study(url, study_name, storage=storage)
+        self.study, study_file = loaded.study, loaded.study_file
+        # An unusable device stops the worker here, before it claims a queued trial.
+        self.device = resolve_device(options.device or study_file.base.device)
+        say(threads_line)
+        self.budget = study_file.study.n_trials
+        self.stop = _StopFlag()
+        self.objective = Objective(
+            study_file,
+            device=options.device,
+            checkpoint_dir=options.checkpoint_dir,
+            should_stop=self.should_stop,
+            progress=_trial_progress if options.progress else None,
+        )
+        if options.artifacts is not None:
+            from hls_tune.study.artifacts import open_artifact_store
+
+            self.objective.artifact_store = open_artifact_store(options.artifacts)
+        self.summary = WorkerSummary()
+        self.tag = os.environ.get(WORKER_TAG_ENV, "")
+
+    def should_stop(self) -> bool:
+        # Workers that started or stopped on this host since: re-size between search steps.
+        if line := self.threads.refresh(every=1.0):
+            self.say(line)
+        return self.stop()
+
+    def run(self) -> None:
+        """Claims and runs trials until the budget, `n_trials` or a signal ends it."""
+        n_trials = self.options.n_trials
+        while (n_trials is None or self.summary.trials < n_trials) and not self.stop():
+            if self.heartbeat:
+                # Dead workers' trials are failed and re-queued before the budget is counted.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+            if not work_left(self.study, running=False):
+                if self.heartbeat and work_left(self.study):
+                    # Stay until running trials finish or go stale (then they are
+                    # re-queued here), so a dead worker never leaves a RUNNING trial.
+                    time.sleep(min(5.0, float(self.options.heartbeat_interval or 5)))
+                    continue
+                return
+            if line := self.threads.refresh():
+                self.say(line)
+            if not self.run_one():
+                return
+
+    def run_one(self) -> bool:
+        """Runs one trial; False when a signal interrupted it (the worker stops)."""
+        study = self.study
+        peak = _PeakMemory(self.device.type == "cuda")
+        finished: list[FrozenTrial] = []
+        started: list[int] = []
+        self.objective.on_start = started.append
+        if self.tag:
+            self.objective.on_start = lambda number: _tag(study, started, number, self.tag)
+        try:
+            study.optimize(
+                self.objective,
+                n_trials=1,
+                catch=(NonFiniteLossError, TrialOutOfMemory),
+                gc_after_trial=False,
+                callbacks=[lambda _study, frozen: finished.append(frozen)],
+            )
+        except _NothingQueued:
+            return True  # another worker claimed the last queued trial first
+        except (SearchInterrupted, KeyboardInterrupt) as exc:
+            if started:
+                self.hand_back(started[0], exc)
+            return False
+        for frozen in finished:
+            self.summary.add(frozen.state)
+            self.say(f"{_trial_line(frozen)}; {peak.line()}")
+        return True
+
+    def hand_back(self, number: int, exc: BaseException) -> None:
+        """Queues the interrupted trial's retry (when it has retries left) and says so."""
+        retries = self.options.max_retries
+        if _hand_back(self.study, number, retries):
+            self.say(f"trial {number} interrupted ({exc}); handed back for a retry")
+        else:
+            self.say(
+                f"trial {number} interrupted ({exc}); not retried, its "
+                f"retries are used up (--max-retries {retries})"
+            )
 
 
 def _trial_progress(number: int, total_epochs: int) -> RunProgress:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from hls_tune.errors import ConfigError
-from hls_tune.study.launch import gpu_slots, parse_gpus, worker_process
+from hls_tune.study.launch import cpu_slots, gpu_slots, parse_gpus, worker_command, worker_process
+from hls_tune.study.worker import WorkerOptions
 from tests.support.helpers import hls_tune, start_hls_tune, write_study
 
 DEADLINE_S = 300.0
@@ -216,3 +219,34 @@ def test_worker_retries_an_interrupted_trial_at_most_max_retries_times(tmp_path:
     trials = _trials(url)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL], output
     assert trials[1].system_attrs["retry_history"] == [0]
+
+
+def test_launch_hands_every_worker_the_same_artifact_directory():
+    slot = cpu_slots(1)[0]
+    command = worker_command("s", slot, WorkerOptions(artifacts="/shared/artifacts"))
+    assert command[command.index("--artifacts") + 1] == "/shared/artifacts"
+    assert "--no-artifacts" in worker_command("s", slot, WorkerOptions(artifacts=None))
+
+
+def test_worker_options_survive_the_worker_command_line():
+    """The launcher's argv, parsed by the `worker` command itself, gives back the options
+    (one record for both: an option added to one and forgotten in the other fails here)."""
+    from hls_tune.cli.workers import worker
+
+    options = WorkerOptions(
+        n_trials=3,
+        checkpoint_dir="/shared/ckpt",
+        artifacts="/shared/art",
+        heartbeat_interval=7,
+        grace_period=40,
+        max_retries=5,
+        threads=2,
+    )
+    argv = worker_command("s", gpu_slots(["1"])[0], options)
+    assert argv[:5] == [sys.executable, "-m", "hls_tune", "worker", "--study"]
+    params = worker.make_context("worker", argv[4:]).params
+    parsed = {f.name: params.get(f.name) for f in dataclasses.fields(WorkerOptions)}
+    expected = dataclasses.asdict(options) | {"device": "cuda:0", "progress": False}
+    expected.pop("storage_wait")  # the launcher's workers wait the default time
+    parsed.pop("storage_wait")
+    assert parsed == expected

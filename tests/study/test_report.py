@@ -21,7 +21,6 @@ from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
 from hls_tune.errors import NonFiniteLossError
 from hls_tune.study.artifacts import ARTIFACTS_ENV, artifacts_dir, open_artifact_store
 from hls_tune.study.config import load_study_file
-from hls_tune.study.launch import _worker_command, cpu_slots
 from hls_tune.study.objective import Objective
 from hls_tune.study.report import write_report
 from hls_tune.study.study import trial_genotype
@@ -247,13 +246,6 @@ def test_the_artifact_directory_comes_from_the_option_then_the_environment(tmp_p
     assert artifacts_dir("given") == tmp_path / "given"
     store = open_artifact_store()
     assert (tmp_path / "from-env").is_dir() and store is not None
-
-
-def test_launch_hands_every_worker_the_same_artifact_directory():
-    slot = cpu_slots(1)[0]
-    command = _worker_command("sqlite:///s.db", "s", slot, None, None, "/shared/artifacts")
-    assert command[command.index("--artifacts") + 1] == "/shared/artifacts"
-    assert "--no-artifacts" in _worker_command("sqlite:///s.db", "s", slot, None, None, None)
 
 
 def test_the_schedule_figure_draws_each_groups_own_curve():
