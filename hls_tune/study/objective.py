@@ -34,20 +34,28 @@ from hls_tune.engine.epochs import RunHooks
 from hls_tune.engine.progress import RunProgress
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
-from hls_tune.study.config import TRAINING_SETS, EvaluateSettings, StudyFile
+from hls_tune.study.config import TRAINING_SETS, StudyFile
 from hls_tune.study.space import suggest
 from hls_tune.study.study import (
     CONFIG_ATTR,
     GENOTYPE_ATTR,
     HISTORY_ATTR,
-    METRICS_ATTR,
     OWN_TRIAL_ATTR,
     RETRIED_FROM_ATTR,
-    SOURCE_ATTR,
+)
+from hls_tune.study.trial_attrs import (
+    evaluate_train_config,
+    evaluation_attrs,
+    evaluation_runs,
+    glance_attrs,
+    history_attrs,
+    result_system_attrs,
+    set_system_attr,
 )
 
 FAIL_REASON_ATTR = "fail_reason"
 RESUMED_ATTR = "resumed_from_epoch"
+
 
 class TrialOutOfMemory(HlsTuneError):
     """The trial's search did not fit in device memory; the trial fails, the worker goes on."""
@@ -79,137 +87,6 @@ def original_trial_number(trial: optuna.Trial) -> int:
         if candidate.number == trial.number:
             return int(candidate.system_attrs.get(RETRIED_FROM_ATTR, trial.number))
     return trial.number
-
-
-def set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
-    """Stores a system attribute on a running trial (Optuna has no public setter)."""
-    trial.storage.set_trial_system_attr(trial._trial_id, key, value)
-
-
-def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
-    """Per-epoch curves stored on a trial: metric values, μ and each group's α-LR."""
-    attrs: dict[str, Any] = {
-        "val_accuracy_per_epoch": [m.val_accuracy for m in history],
-        "val_balanced_accuracy_per_epoch": [m.val_balanced_accuracy for m in history],
-        "train_loss_per_epoch": [m.train_loss for m in history],
-        "mixing_ratio_per_epoch": [m.mixing_ratio for m in history],
-    }
-    if history:
-        for group in history[0].alpha_lrs:
-            attrs[f"alpha_lr_{group}_per_epoch"] = [m.alpha_lrs[group] for m in history]
-    return attrs
-
-
-def _rounded(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
-
-
-def glance_attrs(result: SearchResult) -> dict[str, Any]:
-    """The user attributes of a complete trial: what a person reads at a glance."""
-    metrics = result.metrics()
-    attrs = {
-        key: _rounded(metrics[key])
-        for key in (
-            "val_accuracy",
-            "val_balanced_accuracy",
-            "test_accuracy",
-            "test_balanced_accuracy",
-            "epochs_run",
-        )
-    }
-    attrs["shot_accuracy"] = {k: _rounded(v) for k, v in result.shot_accuracy.items()}
-    # measurements `compare` ranks and sums: kept to the bit
-    attrs["supernet_val_balanced_accuracy"] = result.val_balanced_accuracy
-    attrs["search_seconds"] = result.seconds
-    attrs["alpha_lr_b2"] = _rounded(result.config.schedule.shared.b2)
-    if result.source is not None:  # adapt_head: which shared source supernet, built here?
-        attrs["source_supernet"] = {
-            k: v for k, v in result.source.items() if k in ("key", "built", "epochs", "seconds")
-        }
-    return attrs
-
-
-def result_system_attrs(result: SearchResult) -> dict[str, Any]:
-    """The system attributes of a complete trial: settings, genotype, metrics, curves."""
-    return {
-        CONFIG_ATTR: result.config.to_dict(),
-        GENOTYPE_ATTR: result.genotype.to_dict(),
-        METRICS_ATTR: result.metrics(),
-        HISTORY_ATTR: history_attrs(result.history),
-    } | ({} if result.source is None else {SOURCE_ATTR: result.source})
-
-
-def evaluate_train_config(
-    config: engine.SearchConfig, genotype: engine.Genotype, settings: EvaluateSettings, index: int
-) -> Any:
-    """The `TrainConfig` of evaluation seed `index` of a trial searched with `config`.
-
-    Same data, augmentation, device and (for a BBN genotype) mixing-ratio form as the
-    search; size and recipe from [evaluate]; seed `config.seed + index`.
-    """
-    return engine.TrainConfig(
-        data=config.data,
-        network="bbn" if genotype.is_bbn else "plain",
-        epochs=settings.epochs,
-        channels=settings.channels,
-        layers=settings.layers,
-        head_cells=config.head_cells,
-        batch_size=settings.batch_size,
-        weight_lr=settings.lr,
-        crop_padding=config.crop_padding,
-        flip=config.flip,
-        cutout=None if settings.cutout else 0,
-        drop_path=0.2 if settings.drop_path else 0.0,
-        auxiliary_weight=0.4 if settings.auxiliary else 0.0,
-        mixing=config.schedule.mixing,
-        device=config.device,
-        seed=config.seed + index,
-        eval_batch_size=config.eval_batch_size,
-    )
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def architecture_attrs(runs: list[Any]) -> dict[str, Any]:
-    """The [evaluate] stage's user attributes: means over seeds (see CONTRACT of compare)."""
-
-    def last(run: Any, name: str) -> float:
-        value = getattr(run.history[-1], name) if run.history else None
-        return float("nan") if value is None else float(value)
-
-    balanced = [last(r, "val_balanced_accuracy") for r in runs]
-    groups = runs[0].shot_accuracy.keys()
-    return {
-        "architecture_val_balanced_accuracy": _mean(balanced),
-        "architecture_val_balanced_accuracy_seeds": balanced,
-        "architecture_val_accuracy": _mean([last(r, "val_accuracy") for r in runs]),
-        "architecture_test_accuracy": _mean([r.test_accuracy for r in runs]),
-        "architecture_test_balanced_accuracy": _mean([r.test_balanced_accuracy for r in runs]),
-        "architecture_shot_accuracy": {
-            g: _mean([r.shot_accuracy[g] for r in runs]) for g in groups
-        },
-        "architecture_params": int(runs[0].params),
-        "architecture_madds": int(runs[0].multiply_adds),
-        "evaluate_seconds": sum(r.seconds for r in runs),
-    }
-
-
-# The figures of the architecture trained on the balanced set, recorded with the prefix
-# ``architecture_balanced_`` (its size is the same network's).
-BALANCED_FIGURES = (
-    "architecture_val_balanced_accuracy",
-    "architecture_val_balanced_accuracy_seeds",
-    "architecture_test_balanced_accuracy",
-    "architecture_shot_accuracy",
-)
-
-
-def evaluation_runs(settings: EvaluateSettings) -> list[tuple[str, int]]:
-    """(training set, seed index) of each evaluation run, in the order of the trial's steps:
-    every seed on the long-tailed set, then every seed on the balanced set."""
-    return [(name, index) for name in settings.trains_on for index in range(settings.seeds)]
 
 
 class _EvaluationPruned(Exception):
@@ -379,54 +256,14 @@ class Objective:
         resumes from its own checkpoint. `resumed_from_epoch` is then the first step (on
         the trial's step axis) that the retry computed itself.
         """
-        from hls_tune.engine.train import train
-
         settings = self.study_file.evaluate
         assert settings is not None
-        search_steps = config.total_epochs
-        resumed = result.resumed_from_epoch
         eval_dir = self.evaluate_dir(trial)
-        runs: dict[str, list[Any]] = {name: [] for name in TRAINING_SETS}
-
-        def report(base: int, record: Any) -> None:
-            value = getattr(record, self.metric)
-            if self.reports and value is not None:
-                trial.report(value, base + record.epoch)
-
         try:
-            for position, (trains_on, index) in enumerate(evaluation_runs(settings)):
-                base = search_steps + position * settings.epochs
-
-                # Once the long-tailed trainings are done the trial has its value: the
-                # balanced ones are reported (the curve shows them) but never pruned.
-                prunable = self.reports and trains_on == "longtail"
-
-                def on_epoch(record: Any, base: int = base, prunable: bool = prunable) -> bool:
-                    report(base, record)
-                    if prunable and trial.should_prune():
-                        raise _EvaluationPruned(base + record.epoch)
-                    return True
-
-                def on_resume(restored: list[Any], base: int = base) -> None:
-                    for record in restored:
-                        report(base, record)
-
-                folder = f"seed-{index}" if trains_on == "longtail" else f"{trains_on}-seed-{index}"
-                run = train(
-                    result.genotype,
-                    evaluate_train_config(config, result.genotype, settings, index),
-                    data=data if trains_on == "longtail" else balanced_counterpart(config.data),
-                    hooks=RunHooks(
-                        on_epoch=on_epoch, on_resume=on_resume, should_stop=self.should_stop
-                    ),
-                    out=eval_dir / folder if eval_dir is not None else None,
-                )
-                if run.resumed_from_epoch is not None:
-                    resumed = base + run.resumed_from_epoch
-                runs[trains_on].append(run)
+            runs, resumed = self._train_evaluation_runs(trial, config, data, result, eval_dir)
         except _EvaluationPruned as pruned:
             self._remove_checkpoints(checkpoint, eval_dir)
-            position, epoch = divmod(pruned.step - search_steps, settings.epochs)
+            position, epoch = divmod(pruned.step - config.total_epochs, settings.epochs)
             trains_on, index = evaluation_runs(settings)[position]
             reason = (
                 f"pruned at step {pruned.step} (evaluation on the {trains_on} set, seed "
@@ -444,14 +281,7 @@ class Objective:
             message = f"evaluation {str(exc).removeprefix('search ')} by a signal"
             trial.set_user_attr(FAIL_REASON_ATTR, f"{message}; handed back for a retry")
             raise
-        attrs = architecture_attrs(runs["longtail"])
-        if runs["balanced"]:
-            balanced = architecture_attrs(runs["balanced"])
-            attrs |= {
-                key.replace("architecture_", "architecture_balanced_", 1): balanced[key]
-                for key in BALANCED_FIGURES
-            }
-            attrs["evaluate_seconds"] += balanced["evaluate_seconds"]
+        attrs = evaluation_attrs(runs)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         if resumed is not None:
@@ -469,6 +299,61 @@ class Objective:
         if study.objective == "architecture":
             return architecture
         return float(getattr(result, self.metric))
+
+    def _train_evaluation_runs(
+        self,
+        trial: optuna.Trial,
+        config: engine.SearchConfig,
+        data: Any,
+        result: SearchResult,
+        eval_dir: Path | None,
+    ) -> tuple[dict[str, list[Any]], int | None]:
+        """Trains every evaluation run (`evaluation_runs`), reporting each epoch on the
+        trial's step axis; returns the runs by training set and the first step this process
+        computed after a resume (None: nothing was resumed)."""
+        from hls_tune.engine.train import train
+
+        settings = self.study_file.evaluate
+        assert settings is not None
+        resumed = result.resumed_from_epoch
+        runs: dict[str, list[Any]] = {name: [] for name in TRAINING_SETS}
+        for position, (trains_on, index) in enumerate(evaluation_runs(settings)):
+            base = config.total_epochs + position * settings.epochs
+            # Once the long-tailed trainings are done the trial has its value: the balanced
+            # ones are reported (the curve shows them) but never pruned.
+            hooks = self._evaluation_hooks(trial, base, prunable=trains_on == "longtail")
+            folder = f"seed-{index}" if trains_on == "longtail" else f"{trains_on}-seed-{index}"
+            run = train(
+                result.genotype,
+                evaluate_train_config(config, result.genotype, settings, index),
+                data=data if trains_on == "longtail" else balanced_counterpart(config.data),
+                hooks=hooks,
+                out=eval_dir / folder if eval_dir is not None else None,
+            )
+            if run.resumed_from_epoch is not None:
+                resumed = base + run.resumed_from_epoch
+            runs[trains_on].append(run)
+        return runs, resumed
+
+    def _evaluation_hooks(self, trial: optuna.Trial, base: int, *, prunable: bool) -> RunHooks:
+        """Hooks of one evaluation run whose epoch e is the trial's step `base` + e."""
+
+        def report(record: Any) -> None:
+            value = getattr(record, self.metric)
+            if self.reports and value is not None:
+                trial.report(value, base + record.epoch)
+
+        def on_epoch(record: Any) -> bool:
+            report(record)
+            if self.reports and prunable and trial.should_prune():
+                raise _EvaluationPruned(base + record.epoch)
+            return True
+
+        def on_resume(restored: list[Any]) -> None:
+            for record in restored:
+                report(record)
+
+        return RunHooks(on_epoch=on_epoch, on_resume=on_resume, should_stop=self.should_stop)
 
     @staticmethod
     def _remove_checkpoints(checkpoint: Path | None, eval_dir: Path | None) -> None:
