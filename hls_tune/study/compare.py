@@ -5,9 +5,8 @@ supernet's accuracy predicts the trained architecture's (Kendall τ-b).
 Each trial is placed by the settings it ran (its stored engine config, read by
 `trial_config`: method, ``data.imbalance_ratio``, seed). Its figures are user attributes:
 
-- the supernet at the end of the search: ``supernet_val_balanced_accuracy`` (older trials:
-  ``metrics.val_balanced_accuracy``), its balanced-test-set figures (``metrics``,
-  ``shot_accuracy``) and ``search_seconds``;
+- the supernet at the end of the search: ``supernet_val_balanced_accuracy``, its
+  balanced-test-set figures (``metrics``, ``shot_accuracy``) and ``search_seconds``;
 - the derived architecture trained from scratch (a study with an ``[evaluate]`` table):
   ``architecture_val_balanced_accuracy``, ``architecture_test_balanced_accuracy``,
   ``architecture_shot_accuracy``, ``architecture_params``, ``evaluate_seconds``; and, when
@@ -61,10 +60,7 @@ def _metric(key: str) -> Callable[[FrozenTrial], Any]:
 
 
 def _supernet_val(trial: FrozenTrial) -> Any:
-    value = trial.user_attrs.get("supernet_val_balanced_accuracy")
-    if value is None:  # trials recorded before the attribute existed
-        value = trial_metrics(trial).get("val_balanced_accuracy")
-    return value
+    return trial.user_attrs.get("supernet_val_balanced_accuracy")
 
 
 def _supernet_shot(key: str) -> Callable[[FrozenTrial], Any]:

@@ -272,9 +272,8 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
 
 
 def stored_study_text(study: optuna.Study) -> str | None:
-    """The study file's text stored at creation (older studies kept it as a user attribute)."""
-    text = study_system_attrs(study).get(STUDY_FILE_ATTR)
-    return text if text is not None else study.user_attrs.get(STUDY_FILE_ATTR)
+    """The study file's text stored at creation (None: not a study hls-tune created)."""
+    return study_system_attrs(study).get(STUDY_FILE_ATTR)
 
 
 @dataclass
