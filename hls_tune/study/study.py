@@ -394,25 +394,22 @@ def foreign_note(count: int) -> str:
 
 def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The engine settings the trial ran (`SearchConfig.to_dict()`), {} when unknown."""
-    return trial.system_attrs.get(CONFIG_ATTR) or trial.user_attrs.get("config") or {}
+    return trial.system_attrs.get(CONFIG_ATTR) or {}
 
 
 def trial_genotype(trial: FrozenTrial) -> dict[str, Any] | None:
     """The trial's derived genotype (`Genotype.to_dict()`), None when it has none."""
-    return trial.system_attrs.get(GENOTYPE_ATTR) or trial.user_attrs.get("genotype")
+    return trial.system_attrs.get(GENOTYPE_ATTR)
 
 
 def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
     """A complete trial's final metrics (`SearchResult.metrics()`), {} when unknown."""
-    return trial.system_attrs.get(METRICS_ATTR) or trial.user_attrs.get("metrics") or {}
+    return trial.system_attrs.get(METRICS_ATTR) or {}
 
 
 def trial_history(trial: FrozenTrial) -> dict[str, list[Any]]:
     """The trial's per-epoch curves (`<name>_per_epoch` → one value per epoch)."""
-    stored = trial.system_attrs.get(HISTORY_ATTR)
-    if stored is not None:
-        return dict(stored)
-    return {k: v for k, v in trial.user_attrs.items() if k.endswith("_per_epoch")}
+    return dict(trial.system_attrs.get(HISTORY_ATTR) or {})
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
