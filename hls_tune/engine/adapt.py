@@ -42,7 +42,7 @@ from hls_tune.engine.device import resolve_device
 from hls_tune.engine.epochs import RunHooks, epoch_means, run_epochs
 from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.losses import class_loss_weights
-from hls_tune.engine.optim import alpha_optimizer, cosine_lr, set_lr, weight_optimizer
+from hls_tune.engine.optim import cosine_lr, search_optimizers, set_lr
 from hls_tune.engine.results import EpochMetrics, LongTailMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS
 from hls_tune.engine.search import (
@@ -117,18 +117,8 @@ class _Adaptation:
         self.alpha_stream = InstanceStream(self.alpha_images, self.generator)
         self.weight_steps = max(1, len(self.weight_images) // config.batch_size)
         self.alpha_steps = max(1, len(self.alpha_images) // config.batch_size)
-        self.weight_optimizer = weight_optimizer(
-            self.trainable,
-            lr=config.weight_lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-        self.alpha_optimizer = alpha_optimizer(
-            self.model.alpha_groups(),
-            self.groups,
-            lr=config.alpha_lr,
-            betas=config.alpha_betas,
-            weight_decay=config.alpha_weight_decay,
+        self.weight_optimizer, self.alpha_optimizer = search_optimizers(
+            config, self.trainable, self.model.alpha_groups(), self.groups
         )
         self._alpha_before = alpha_snapshot(self.model)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["alpha_optimizer", "cosine_lr", "set_lr", "weight_optimizer"]
+__all__ = ["alpha_optimizer", "cosine_lr", "search_optimizers", "set_lr", "weight_optimizer"]
 
 
 def weight_optimizer(
@@ -48,6 +49,27 @@ def alpha_optimizer(
         betas=betas,
         weight_decay=weight_decay,
     )
+
+
+def search_optimizers(
+    config: Any,
+    weights: Iterable[nn.Parameter],
+    alphas: dict[str, list[nn.Parameter]],
+    groups: Iterable[str],
+) -> tuple[torch.optim.SGD, torch.optim.Adam]:
+    """The weight SGD and the per-group α Adam of a search-like run, with `config`'s
+    (a `SearchConfig`'s) rates, momentum, betas and weight decays."""
+    weight = weight_optimizer(
+        weights, lr=config.weight_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    alpha = alpha_optimizer(
+        alphas,
+        groups,
+        lr=config.alpha_lr,
+        betas=config.alpha_betas,
+        weight_decay=config.alpha_weight_decay,
+    )
+    return weight, alpha
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float | dict[str, float]) -> None:

@@ -24,7 +24,7 @@ from hls_tune.engine.evaluation import evaluate, longtail_metrics
 from hls_tune.engine.losses import bbn_mixed_loss, class_loss_weights
 from hls_tune.engine.nas.fused import FusedBbnDartsSupernet, FusedDartsSupernet, compile_cells
 from hls_tune.engine.nas.supernet import BbnDartsSupernet, DartsSupernet, Supernet
-from hls_tune.engine.optim import alpha_optimizer, cosine_lr, set_lr, weight_optimizer
+from hls_tune.engine.optim import cosine_lr, search_optimizers, set_lr
 from hls_tune.engine.results import EpochMetrics, LongTailMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS, alpha_learning_rates, alpha_progress
 from hls_tune.engine.settings import SearchConfig
@@ -168,18 +168,8 @@ class Search:
         self.alpha_batches = _Batches(split["alpha"], config, self.generator)
         self.steps_per_epoch = max(1, len(split["weight"]) // config.batch_size)
         self.weight_params = self.model.weight_parameters()
-        self.weight_optimizer = weight_optimizer(
-            self.weight_params,
-            lr=config.weight_lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-        self.alpha_optimizer = alpha_optimizer(
-            self.model.alpha_groups(),
-            self.groups,
-            lr=config.alpha_lr,
-            betas=config.alpha_betas,
-            weight_decay=config.alpha_weight_decay,
+        self.weight_optimizer, self.alpha_optimizer = search_optimizers(
+            config, self.weight_params, self.model.alpha_groups(), self.groups
         )
         self.arch_params = self.model.architecture_parameters()
         self.class_weights = None
