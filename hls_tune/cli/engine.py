@@ -1,24 +1,22 @@
-"""`hls-tune search`, `train`, `inspect` and `compare`: the engine without a study storage."""
+"""`hls-tune search`, `train` and `inspect`: the engine without a study storage."""
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from hls_tune.cli._base import (
     DEVICE_HELP,
-    _storage_url,
     cli,
-    storage_option,
-    study_option,
     write_json_files,
 )
 from hls_tune.engine.schedules import MIX_FORMS, MixingRatio
 from hls_tune.engine.settings import TrainConfig
-from hls_tune.errors import HlsTuneError
 
 MIX_FORM_NAMES = tuple(MIX_FORMS)
+T = TypeVar("T")
 
 
 def _train_default(name: str) -> Any:
@@ -57,8 +55,6 @@ def search(
     from hls_tune.engine import run_search
     from hls_tune.engine.datasets import prepare_data
     from hls_tune.engine.device import resolve_device
-    from hls_tune.engine.epochs import RunHooks
-    from hls_tune.engine.progress import RunProgress
     from hls_tune.engine.safe_io import check_output_dir, check_output_file
     from hls_tune.study.config import load_study_file
 
@@ -79,11 +75,11 @@ def search(
         f" C={config.channels} L={config.layers}, {config.epochs} epochs",
         err=True,
     )
-    progress = RunProgress("search", config.total_epochs)
-
-    hooks = RunHooks(on_epoch=progress.show_epoch, on_step=progress.on_step)
-    with progress:
-        result = run_search(config, data=data, hooks=hooks, checkpoint=checkpoint)
+    result = _with_progress(
+        "search",
+        config.total_epochs,
+        lambda hooks: run_search(config, data=data, hooks=hooks, checkpoint=checkpoint),
+    )
     write_json_files(
         out,
         {
@@ -98,6 +94,17 @@ def search(
         f"in {result.seconds:.0f} s"
     )
     click.echo(f"wrote {out / 'genotype.json'} and {out / 'metrics.json'}")
+
+
+def _with_progress(label: str, total_epochs: int, run: Callable[[Any], T]) -> T:
+    """`run(hooks)` with a progress display on stderr (a bar per epoch on a terminal, one
+    line per epoch in a log) listening through its `RunHooks`."""
+    from hls_tune.engine.epochs import RunHooks
+    from hls_tune.engine.progress import RunProgress
+
+    progress = RunProgress(label, total_epochs)
+    with progress:
+        return run(RunHooks(on_epoch=progress.show_epoch, on_step=progress.on_step))
 
 
 def network_size_options(func: Any) -> Any:
@@ -273,8 +280,6 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     """
     from hls_tune.engine import train as engine
     from hls_tune.engine.datasets import prepare_data
-    from hls_tune.engine.epochs import RunHooks
-    from hls_tune.engine.progress import RunProgress
     from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype, name)  # a bad genotype stops here, before any data
@@ -317,11 +322,11 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
         f"validation images ({data.val_source})",
         err=True,
     )
-    progress = RunProgress("train", config.epochs)
-
-    hooks = RunHooks(on_epoch=progress.show_epoch, on_step=progress.on_step)
-    with progress:
-        result = engine.train(cells, config, data=prepared, hooks=hooks, out=out)
+    result = _with_progress(
+        "train",
+        config.epochs,
+        lambda hooks: engine.train(cells, config, data=prepared, hooks=hooks, out=out),
+    )
     shots = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.shot_accuracy.items()))
     click.echo(
         f"test accuracy {result.test_accuracy:.4f} (balanced {result.test_balanced_accuracy:.4f};"
@@ -424,48 +429,3 @@ def inspect(
         for cell, edges, concat in drawn:
             path, _ = plots.cell_diagram(edges, concat, out / f"cell_{cell}.png", title=cell)
             click.echo(f"cell {cell:<17} {path}")
-
-
-@cli.command()
-@study_option
-@storage_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the output (markdown, or JSON with --json) to this file.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print JSON (every figure, every paired difference, τ) instead of markdown.",
-)
-def compare(study_name: str, storage: str | None, out: Path | None, as_json: bool) -> None:
-    """Compare methods: supernet and trained-architecture figures per method and imbalance
-    ratio (mean ± std over seeds), the paired difference to darts, and Kendall τ."""
-    import json
-
-    from hls_tune.engine.safe_io import check_output_file
-    from hls_tune.study.compare import compare_study
-    from hls_tune.study.storage import open_storage
-    from hls_tune.study.study import load_study
-
-    if out is not None:
-        check_output_file("--out", out)
-    url = _storage_url(storage)
-    # read only: a read-only study file can be exported, compared and reported
-    loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
-    table = compare_study(
-        loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()
-    )
-    if not table.rows:
-        raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
-    text = json.dumps(table.to_dict(), indent=2) + "\n" if as_json else table.markdown()
-    click.echo(text, nl=False)  # the caption counts the trials of other objectives it ignored
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        from hls_tune.engine.safe_io import atomic_write_text
-
-        atomic_write_text(out, text)
-        click.echo(f"wrote {out}", err=True)

@@ -1,4 +1,4 @@
-"""`hls-tune export`, `dashboard` and `report`: reading a study back."""
+"""`hls-tune export`, `dashboard`, `report` and `compare`: reading a study back."""
 
 from pathlib import Path
 
@@ -164,3 +164,48 @@ def report(
     ignored = foreign_note(own_trials(loaded.study)[1])
     if ignored:
         click.echo(ignored, err=True)
+
+
+@cli.command()
+@study_option
+@storage_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the output (markdown, or JSON with --json) to this file.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (every figure, every paired difference, τ) instead of markdown.",
+)
+def compare(study_name: str, storage: str | None, out: Path | None, as_json: bool) -> None:
+    """Compare methods: supernet and trained-architecture figures per method and imbalance
+    ratio (mean ± std over seeds), the paired difference to darts, and Kendall τ."""
+    import json
+
+    from hls_tune.engine.safe_io import check_output_file
+    from hls_tune.study.compare import compare_study
+    from hls_tune.study.storage import open_storage
+    from hls_tune.study.study import load_study
+
+    if out is not None:
+        check_output_file("--out", out)
+    url = _storage_url(storage)
+    # read only: a read-only study file can be exported, compared and reported
+    loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
+    table = compare_study(
+        loaded.study, loaded.study_file.study.metric, loaded.study_file.base.to_dict()
+    )
+    if not table.rows:
+        raise HlsTuneError(f"study {study_name!r} has no complete trial to compare yet.")
+    text = json.dumps(table.to_dict(), indent=2) + "\n" if as_json else table.markdown()
+    click.echo(text, nl=False)  # the caption counts the trials of other objectives it ignored
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from hls_tune.engine.safe_io import atomic_write_text
+
+        atomic_write_text(out, text)
+        click.echo(f"wrote {out}", err=True)
