@@ -190,7 +190,7 @@ def unused_balanced_indices(
 
     Example:
         >>> labels = torch.tensor([0] * 5 + [1] * 5)
-        >>> index, short = unused_balanced_indices(labels, torch.tensor([0, 1, 2, 5]), 2, 0, 2)
+        >>> index, short = unused_balanced_indices(labels, torch.tensor([0, 1, 2, 3, 5]), 2, 0, 2)
         >>> labels[index].tolist(), short
         ([1, 1], (0,))
     """
