@@ -53,6 +53,7 @@ def darts_python_module(genotypes: Mapping[str, Genotype]) -> str:
         ConfigError: two names become the same identifier after sanitising.
 
     Example:
+        >>> from hls_tune.engine.nas.genotype import builtin_genotype
         >>> text = darts_python_module({"darts-v2": builtin_genotype("darts_v2")})
         >>> list(parse_darts_python(text))
         ['darts_v2']
