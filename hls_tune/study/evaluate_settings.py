@@ -1,0 +1,96 @@
+"""The optional ``[evaluate]`` table of a study file: the second stage of a trial, which trains
+the derived genotype from scratch with a proxy recipe (`EvaluateSettings`), its keys, the
+training sets it may train on, and its parser (`parse_evaluate_table`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from hls_tune.engine.checks import check_type
+from hls_tune.errors import ConfigError
+from hls_tune.study.tables import reject_unknown
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The [evaluate] table: the proxy recipe that trains a trial's derived genotype.
+
+    The network trains from scratch on the long-tailed training set (the search's weight
+    and α splits together) and is validated every epoch on the search's validation set;
+    BBN genotypes train as BBN networks with the trial's mixing-ratio form.
+
+    Args:
+        channels: C of the first cells.
+        layers: cells of the (shared) backbone.
+        epochs: training epochs per seed.
+        batch_size: images per step (per branch for BBN).
+        lr: initial SGD learning rate (cosine-annealed to 0).
+        cutout: cutout of side image/2 on or off.
+        drop_path: drop-path (growing to 0.2) on or off.
+        auxiliary: auxiliary head (weight 0.4) on or off.
+        seeds: networks trained per trial, with seeds `engine.seed + i`; their
+            figures are averaged.
+        trains_on: the training sets, each trained `seeds` times: "longtail" (the
+            search's long-tailed set; required, its accuracy is the trial's) and
+            optionally "balanced" (the same dataset with every class at the head count,
+            `engine.datasets.balanced_counterpart`), validated on the same images, so that
+            `compare` can rank-correlate the two (IMB-NAS' claim).
+    """
+
+    channels: int = 8
+    layers: int = 5
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.025
+    cutout: bool = True
+    drop_path: bool = True
+    auxiliary: bool = True
+    seeds: int = 1
+    trains_on: tuple[str, ...] = ("longtail",)
+
+
+TRAINING_SETS = ("longtail", "balanced")
+EVALUATE_KEYS = tuple(f.name for f in dataclasses.fields(EvaluateSettings))
+
+
+def parse_evaluate_table(raw: dict[str, Any]) -> EvaluateSettings:
+    """The [evaluate] table; every key checked for type and range."""
+    reject_unknown(raw, EVALUATE_KEYS, "evaluate.")
+    raw = dict(raw)
+    if "trains_on" in raw:
+        raw["trains_on"] = _parse_trains_on(raw["trains_on"])
+    hints = typing.get_type_hints(EvaluateSettings)
+    for key, value in raw.items():
+        if key == "trains_on":
+            continue
+        check_type(f"evaluate.{key}", value, hints[key])
+        if hints[key] is int and value < 1:
+            raise ConfigError(f"evaluate.{key} must be an integer >= 1 but got {value!r}.")
+        if key == "lr" and not 0 < value < float("inf"):
+            raise ConfigError(f"evaluate.lr must be a number > 0 but got {value!r}.")
+    return EvaluateSettings(**raw)
+
+
+def _parse_trains_on(value: Any) -> tuple[str, ...]:
+    """evaluate.trains_on: distinct names of `TRAINING_SETS`, "longtail" among them; returned
+    in `TRAINING_SETS` order (the order of the evaluation steps)."""
+    allowed = ", ".join(f'"{name}"' for name in TRAINING_SETS)
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(not isinstance(v, str) or v not in TRAINING_SETS for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(
+            f"evaluate.trains_on must be a list of distinct names from {allowed} but got {value!r}."
+        )
+    if "longtail" not in value:
+        raise ConfigError(
+            f'evaluate.trains_on must include "longtail" (the architecture trained on the '
+            f"long-tailed set gives the trial's accuracy) but got {value!r}."
+        )
+    return tuple(name for name in TRAINING_SETS if name in value)
