@@ -272,10 +272,10 @@ channels = 8                 # the derived genotype, trained from scratch at thi
 layers = 5
 epochs = 8
 batch_size = 32
-lr = 0.05
-cutout = false               # an 8x8 digit has no room for a 4x4 hole
-drop_path = false
-auxiliary = false
+weight_lr = 0.05
+cutout = 0                   # an 8x8 digit has no room for a 4x4 hole
+drop_path = 0.0
+auxiliary_weight = 0.0
 seeds = 2                    # two trainings per genotype, averaged
 """
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hls_tune.engine.checks import check_type
+from hls_tune.engine.settings import TrainConfig
 from hls_tune.errors import ConfigError
 from hls_tune.study.tables import reject_unknown
 
@@ -21,17 +22,18 @@ class EvaluateSettings:
 
     The network trains from scratch on the long-tailed training set (the search's weight
     and α splits together) and is validated every epoch on the search's validation set;
-    BBN genotypes train as BBN networks with the trial's mixing-ratio form.
+    BBN genotypes train as BBN networks with the trial's mixing-ratio form. The recipe keys
+    have `engine.TrainConfig`'s names, types and meaning (and its checks).
 
     Args:
         channels: C of the first cells.
         layers: cells of the (shared) backbone.
         epochs: training epochs per seed.
         batch_size: images per step (per branch for BBN).
-        lr: initial SGD learning rate (cosine-annealed to 0).
-        cutout: cutout of side image/2 on or off.
-        drop_path: drop-path (growing to 0.2) on or off.
-        auxiliary: auxiliary head (weight 0.4) on or off.
+        weight_lr: initial SGD learning rate (cosine-annealed to 0).
+        cutout: side of the cutout square in pixels (None: half the image side; 0: off).
+        drop_path: final drop-path probability (it grows linearly from 0; 0: off).
+        auxiliary_weight: weight of the auxiliary head's loss (0: no auxiliary head).
         seeds: networks trained per trial, with seeds `engine.seed + i`; their
             figures are averaged.
         trains_on: the training sets, each trained `seeds` times: "longtail" (the
@@ -45,20 +47,37 @@ class EvaluateSettings:
     layers: int = 5
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 0.025
-    cutout: bool = True
-    drop_path: bool = True
-    auxiliary: bool = True
+    weight_lr: float = 0.025
+    cutout: int | None = None
+    drop_path: float = 0.2
+    auxiliary_weight: float = 0.4
     seeds: int = 1
     trains_on: tuple[str, ...] = ("longtail",)
+
+    def recipe(self) -> dict[str, Any]:
+        """The `TrainConfig` fields this table sets (every key but seeds and trains_on)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("seeds", "trains_on")
+        }
 
 
 TRAINING_SETS = ("longtail", "balanced")
 EVALUATE_KEYS = tuple(f.name for f in dataclasses.fields(EvaluateSettings))
+# Keys an earlier [evaluate] table used for what TrainConfig names otherwise.
+_RENAMED = {"lr": "weight_lr", "auxiliary": "auxiliary_weight"}
 
 
 def parse_evaluate_table(raw: dict[str, Any]) -> EvaluateSettings:
-    """The [evaluate] table; every key checked for type and range."""
+    """The [evaluate] table; every key checked for type and range (`TrainConfig`'s checks
+    for the recipe keys, so the table and `hls-tune train` accept the same values)."""
+    for old, new in _RENAMED.items():
+        if old in raw:
+            raise ConfigError(
+                f"unknown key evaluate.{old}: it is evaluate.{new} (the name TrainConfig and "
+                f"`hls-tune train` use); allowed: {', '.join(EVALUATE_KEYS)}."
+            )
     reject_unknown(raw, EVALUATE_KEYS, "evaluate.")
     raw = dict(raw)
     if "trains_on" in raw:
@@ -67,12 +86,18 @@ def parse_evaluate_table(raw: dict[str, Any]) -> EvaluateSettings:
     for key, value in raw.items():
         if key == "trains_on":
             continue
+        if key in ("cutout", "drop_path") and isinstance(value, bool):
+            what = "a side in pixels (0: off)" if key == "cutout" else "a probability (0: off)"
+            raise ConfigError(f"evaluate.{key} must be {what} but got {value!r}.")
         check_type(f"evaluate.{key}", value, hints[key])
         if hints[key] is int and value < 1:
             raise ConfigError(f"evaluate.{key} must be an integer >= 1 but got {value!r}.")
-        if key == "lr" and not 0 < value < float("inf"):
-            raise ConfigError(f"evaluate.lr must be a number > 0 but got {value!r}.")
-    return EvaluateSettings(**raw)
+    settings = EvaluateSettings(**raw)
+    try:
+        TrainConfig(**settings.recipe())
+    except ConfigError as error:
+        raise ConfigError(f"evaluate.{error}") from None
+    return settings
 
 
 def _parse_trains_on(value: Any) -> tuple[str, ...]:

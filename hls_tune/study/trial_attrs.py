@@ -75,7 +75,7 @@ def result_system_attrs(result: SearchResult) -> dict[str, Any]:
 
 def evaluate_train_config(
     config: engine.SearchConfig, genotype: engine.Genotype, settings: EvaluateSettings, index: int
-) -> Any:
+) -> engine.TrainConfig:
     """The `TrainConfig` of evaluation seed `index` of a trial searched with `config`.
 
     Same data, augmentation, device and (for a BBN genotype) mixing-ratio form as the
@@ -84,17 +84,10 @@ def evaluate_train_config(
     return engine.TrainConfig(
         data=config.data,
         network="bbn" if genotype.is_bbn else "plain",
-        epochs=settings.epochs,
-        channels=settings.channels,
-        layers=settings.layers,
+        **settings.recipe(),
         head_cells=config.head_cells,
-        batch_size=settings.batch_size,
-        weight_lr=settings.lr,
         crop_padding=config.crop_padding,
         flip=config.flip,
-        cutout=None if settings.cutout else 0,
-        drop_path=0.2 if settings.drop_path else 0.0,
-        auxiliary_weight=0.4 if settings.auxiliary else 0.0,
         mixing=config.schedule.mixing,
         device=config.device,
         seed=config.seed + index,
