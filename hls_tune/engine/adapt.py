@@ -27,7 +27,6 @@ normalised with the source's channel statistics, which the backbone was trained 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from hls_tune.engine.optim import cosine_lr, search_optimizers, set_lr
 from hls_tune.engine.results import EpochMetrics, LongTailMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS
 from hls_tune.engine.search import (
+    SearchParts,
     alpha_movement,
     alpha_snapshot,
     build_supernet,
@@ -60,7 +60,7 @@ from hls_tune.errors import ConfigError
 CHECKPOINT_FORMAT = 3
 
 
-class _Adaptation:
+class _Adaptation(SearchParts):
     """The state of one adaptation run (an `epochs.EpochRunner`); `run` is its only user."""
 
     kind = "adapt_head"
@@ -125,17 +125,6 @@ class _Adaptation:
     # --- the run contract (epochs.EpochRunner) ------------------------------------------
     def identity(self) -> dict[str, Any]:
         return {"fingerprint": self.config.fingerprint(), "source_key": self.source.key}
-
-    def parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
-        return {
-            "model": self.model,
-            "weight_optimizer": self.weight_optimizer,
-            "alpha_optimizer": self.alpha_optimizer,
-        }
-
-    @staticmethod
-    def record_from_dict(values: Mapping[str, Any]) -> EpochMetrics:
-        return EpochMetrics.from_dict(values)
 
     def phase(self, epoch: int) -> str:
         """ "evaluate" (adapt_mode none), "weights" or "alpha"."""

@@ -131,7 +131,27 @@ def optimizer_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return {group["name"]: float(group["lr"]) for group in optimizer.param_groups}
 
 
-class Search:
+class SearchParts:
+    """What a search-like loop (`Search`, adapt_head's adaptation) checkpoints: the
+    supernet and its two optimizers; its epoch records are `EpochMetrics`."""
+
+    model: nn.Module
+    weight_optimizer: torch.optim.Optimizer
+    alpha_optimizer: torch.optim.Optimizer
+
+    def parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        return {
+            "model": self.model,
+            "weight_optimizer": self.weight_optimizer,
+            "alpha_optimizer": self.alpha_optimizer,
+        }
+
+    @staticmethod
+    def record_from_dict(values: Mapping[str, Any]) -> EpochMetrics:
+        return EpochMetrics.from_dict(values)
+
+
+class Search(SearchParts):
     """The state of one running search (an `epochs.EpochRunner`): `run` drives it through
     `run_epochs`, and `adapt` reuses it for its source search."""
 
@@ -183,17 +203,6 @@ class Search:
     # --- the run contract (epochs.EpochRunner) ------------------------------------------
     def identity(self) -> dict[str, Any]:
         return {"fingerprint": self.config.fingerprint()}
-
-    def parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
-        return {
-            "model": self.model,
-            "weight_optimizer": self.weight_optimizer,
-            "alpha_optimizer": self.alpha_optimizer,
-        }
-
-    @staticmethod
-    def record_from_dict(values: Mapping[str, Any]) -> EpochMetrics:
-        return EpochMetrics.from_dict(values)
 
     # --- steps ---------------------------------------------------------------------------
     def alpha_step(self, batch: Any, weight_batch: Any, mixing_ratio: float | None) -> None:
