@@ -76,8 +76,9 @@ def check_range(
     if too_low or too_high:
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{key} must be in {bracket}{lo}, {hi}] but got {value!r}.")
+        opening = "(" if low_open or low is None else "["
+        closing = ")" if high is None else "]"  # infinity itself is never allowed
+        raise ConfigError(f"{key} must be in {opening}{lo}, {hi}{closing} but got {value!r}.")
     return number
 
 

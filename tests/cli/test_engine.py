@@ -184,7 +184,7 @@ def test_train_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(
     )
     assert full.returncode == 0, full.stderr
     expected = _load(tmp_path / "full")["metrics"]
-    assert expected["network"] == "bbn" and expected["config"]["bbn"] is True
+    assert expected["network"] == "bbn" and expected["config"]["network"] == "bbn"
     data = expected["config"]["data"]
     assert (data["imbalance_ratio"], data["max_per_class"]) == (5, 20)  # the flags won
     assert (data["image_size"], data["val_fraction"]) == (8, 0.15)  # the study file's
@@ -216,5 +216,5 @@ def test_train_plain_overrides_a_bbn_genotype(
         ran = hls_tune("train", genotype, *common, "--out", str(out), *flags, cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr
         metrics = _load(out)["metrics"]
-        assert (metrics["network"], metrics["config"]["bbn"]) == (network, network == "bbn")
+        assert (metrics["network"], metrics["config"]["network"]) == (network, network)
         assert f"train: {'BBN' if network == 'bbn' else 'plain'} network" in ran.stderr

@@ -12,7 +12,9 @@ import torch
 from hls_tune import engine
 from hls_tune.engine import adapt
 from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.epochs import RunHooks
 from hls_tune.engine.settings import ADAPT_MODES, DataConfig, SearchConfig
+from hls_tune.engine.source import source_key, source_supernet
 from tests.support.helpers import hls_tune, start_hls_tune
 
 DATA = DataConfig(
@@ -49,8 +51,10 @@ def test_every_adapt_mode_runs_and_reports_each_adaptation_epoch(mode, target, c
         config,
         data=target,
         source_cache=cache,
-        on_epoch=lambda m: seen.append(m) or True,
-        on_step=lambda epoch, step, total, images: steps.append((epoch, step, total)),
+        hooks=RunHooks(
+            on_epoch=lambda m: seen.append(m) or True,
+            on_step=lambda epoch, step, total, images: steps.append((epoch, step, total)),
+        ),
     )
     assert len(seen) == config.total_epochs == (1 if mode == "none" else 3)
     # the progress display hears every step of every adaptation epoch through run_search
@@ -65,16 +69,16 @@ def test_every_adapt_mode_runs_and_reports_each_adaptation_epoch(mode, target, c
 
 def test_the_source_key_depends_only_on_the_source_settings(target):
     config = SearchConfig(**ADAPT)
-    key = adapt.source_key(config, target)
+    key = source_key(config, target)
     for change in (
         dict(adapt_mode="finetune"), dict(head_epochs=3), dict(reweight="effective_number"),
         dict(adapt_alpha_epochs=0), dict(fused=True), dict(eval_batch_size=7),
     ):  # fmt: skip
-        assert adapt.source_key(dataclasses.replace(config, **change), target) == key, change
+        assert source_key(dataclasses.replace(config, **change), target) == key, change
     for change in (dict(epochs=2), dict(seed=1), dict(channels=6), dict(alpha_lr=0.1)):
-        assert adapt.source_key(dataclasses.replace(config, **change), target) != key, change
+        assert source_key(dataclasses.replace(config, **change), target) != key, change
     other_split = prepare_data(dataclasses.replace(DATA, seed=1))
-    assert adapt.source_key(config, other_split) != key  # other held-out images
+    assert source_key(config, other_split) != key  # other held-out images
 
 
 def test_the_alpha_phase_lets_the_target_choose_the_architecture(target, cache):
@@ -99,8 +103,8 @@ def test_the_alpha_phase_lets_the_target_choose_the_architecture(target, cache):
 
 def test_a_finetuned_or_head_adaptation_freezes_what_it_must(target, cache):
     config = SearchConfig(**ADAPT, adapt_mode="head_reweight")
-    source = adapt.source_supernet(config, target, cache_dir=cache, device=torch.device("cpu"))
-    run = adapt._Adaptation(config, source, target, torch.device("cpu"))
+    source = source_supernet(config, target, cache_dir=cache, device=torch.device("cpu"))
+    run = adapt._Adaptation(config, source, target, torch.device("cpu"), RunHooks())
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     run.train_epoch(0)  # the head phase: only the head moves (BN statistics too stay)
     after = {k: v.clone() for k, v in run.model.state_dict().items()}
@@ -110,7 +114,11 @@ def test_a_finetuned_or_head_adaptation_freezes_what_it_must(target, cache):
     moved = {k for k, v in run.model.state_dict().items() if not torch.equal(after[k], v)}
     assert moved and all(k.startswith("alphas.") for k in moved), moved
     tuned = adapt._Adaptation(
-        dataclasses.replace(config, adapt_mode="finetune"), source, target, torch.device("cpu")
+        dataclasses.replace(config, adapt_mode="finetune"),
+        source,
+        target,
+        torch.device("cpu"),
+        RunHooks(),
     )
     before = {k: v.clone() for k, v in tuned.model.state_dict().items()}
     tuned.train_epoch(0)
@@ -123,7 +131,11 @@ def test_adapt_head_resumes_across_the_phase_boundary_exactly(target, cache, tmp
     whole = engine.run_search(config, data=target, source_cache=cache)
     checkpoint = tmp_path / "a.pt"
     first = engine.run_search(
-        config, data=target, source_cache=cache, checkpoint=checkpoint, on_epoch=lambda m: False
+        config,
+        data=target,
+        source_cache=cache,
+        checkpoint=checkpoint,
+        hooks=RunHooks(on_epoch=lambda m: False),
     )
     assert first.stopped_early and len(first.history) == 1
     resumed = engine.run_search(config, data=target, source_cache=cache, checkpoint=checkpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,8 @@ from hls_tune.engine.schedules import (
     COUPLINGS,
     MIX_FORMS,
     HLSSchedule,
+    LevelSchedule,
+    MixingRatio,
     alpha_lr_shape,
     default_schedule,
     group_coupling,
@@ -93,7 +96,7 @@ def test_sigmoid_with_huge_steepness_does_not_overflow() -> None:
     assert mixing_ratio("sigmoid", 1.0, steepness=1e6) == 0.0
 
 
-@given(form=st.sampled_from(MIX_FORMS), t=unit, k=steepness, c=unit, b=unit)
+@given(form=st.sampled_from(tuple(MIX_FORMS)), t=unit, k=steepness, c=unit, b=unit)
 def test_every_mixing_form_stays_in_unit_interval(
     form: str, t: float, k: float, c: float, b: float
 ) -> None:
@@ -146,7 +149,7 @@ def test_forms_reported_asymmetric_violate_the_identity_somewhere(
     [
         ({"form": "parabolc", "t": 0.1}, ["mix_form", "'parabolc'", "did you mean 'parabolic'"]),
         ({"form": "linear", "t": 1.5}, ["t must be in [0, 1]", "1.5"]),
-        ({"form": "linear", "t": float("nan")}, ["t must be in [0, 1]", "nan"]),
+        ({"form": "linear", "t": float("nan")}, ["t must be a number", "nan"]),
         ({"form": "constant", "t": 0.1, "constant": 1.5}, ["mix_constant", "[0, 1]", "1.5"]),
         ({"form": "step", "t": 0.1, "switch": -0.1}, ["mix_switch", "[0, 1]", "-0.1"]),
         ({"form": "sigmoid", "t": 0.1, "steepness": 0.0}, ["mix_steepness", "> 0", "0.0"]),
@@ -326,7 +329,7 @@ def test_coupling_rejects_unknown_names_and_bad_mu() -> None:
     bps=breakpoints(),
     floor=unit,
     coupling=st.sampled_from(COUPLINGS),
-    form=st.sampled_from(MIX_FORMS),
+    form=st.sampled_from(tuple(MIX_FORMS)),
     t=unit,
 )
 def test_alpha_lrs_are_base_times_shape_times_coupling(
@@ -338,12 +341,9 @@ def test_alpha_lrs_are_base_times_shape_times_coupling(
     t: float,
 ) -> None:
     schedule = HLSSchedule(
-        alpha_lr_shape=shape,
-        alpha_lr_b1=bps[0],
-        alpha_lr_b2=bps[1],
-        alpha_lr_floor=floor,
+        shared=LevelSchedule(shape, b1=bps[0], b2=bps[1], floor=floor),
         coupling=coupling,
-        mix_form=form,
+        mixing=MixingRatio(form),
     )
     lrs = schedule.alpha_lrs(3e-4, t)
     assert list(lrs) == list(ALPHA_GROUPS)
@@ -355,12 +355,9 @@ def test_alpha_lrs_are_base_times_shape_times_coupling(
 
 def test_alpha_lrs_concrete_example() -> None:
     schedule = HLSSchedule(
-        alpha_lr_shape="linear",
-        alpha_lr_b1=0.0,
-        alpha_lr_b2=1.0,
-        alpha_lr_floor=0.0,
+        shared=LevelSchedule("linear", b1=0.0, b2=1.0, floor=0.0),
         coupling="mixing",
-        mix_form="linear",
+        mixing=MixingRatio("linear"),
     )
     lrs = schedule.alpha_lrs(1e-3, 0.25)  # shape 0.75, μ 0.75
     assert lrs["backbone_normal"] == pytest.approx(7.5e-4)
@@ -380,44 +377,82 @@ def test_alpha_lrs_rejects_a_negative_base_rate() -> None:
 
 
 def test_schedule_methods_agree_with_module_functions() -> None:
-    schedule = HLSSchedule(mix_form="sigmoid", mix_steepness=4.0, alpha_lr_shape="cosine")
-    assert schedule.mixing_ratio(0.3) == mixing_ratio("sigmoid", 0.3, steepness=4.0)
+    schedule = HLSSchedule(
+        mixing=MixingRatio("sigmoid", steepness=4.0), shared=LevelSchedule("cosine")
+    )
+    assert schedule.mixing(0.3) == mixing_ratio("sigmoid", 0.3, steepness=4.0)
     assert schedule.shape(0.75) == alpha_lr_shape("cosine", 0.75, b1=0.5, b2=1.0, floor=0.1)
-    assert schedule.is_symmetric
-    assert not HLSSchedule().is_symmetric  # default parabolic, BBN's schedule
+    assert schedule.mixing.is_symmetric
+    assert not HLSSchedule().mixing.is_symmetric  # default parabolic, BBN's schedule
 
 
+# Each case: the study key whose value is bad, the schedule's arguments that carry it (built
+# inside the check: a MixingRatio validates its fields as it is made), and the message.
 @pytest.mark.parametrize(
-    ("field", "value", "fragment"),
+    ("field", "arguments", "fragment"),
     [
-        ("alpha_lr_shape", "sigmoid", "alpha_lr_shape must be one of"),
-        ("alpha_lr_b1", 0.9, "alpha_lr_b1 must be <= alpha_lr_b2"),
-        ("alpha_lr_b2", 1.1, "alpha_lr_b2 must be in [0, 1] but got 1.1."),
-        ("alpha_lr_floor", -0.5, "alpha_lr_floor must be in [0, 1] but got -0.5."),
-        ("coupling", "max", "coupling must be one of mixing, none, backbone_max but got 'max'"),
-        ("mix_form", "cos", "mix_form must be one of"),
-        ("mix_steepness", -1.0, "mix_steepness must be > 0 and finite but got -1.0."),
-        ("mix_constant", 1.01, "mix_constant must be in [0, 1] but got 1.01."),
-        ("mix_switch", 2, "mix_switch must be in [0, 1] but got 2."),
+        (
+            "alpha_lr_shape",
+            lambda: {"shared": LevelSchedule("sigmoid")},
+            "alpha_lr_shape must be one of",
+        ),
+        (
+            "alpha_lr_b1",
+            lambda: {"shared": LevelSchedule("constant", b1=0.9, b2=0.8)},
+            "alpha_lr_b1 must be <= alpha_lr_b2",
+        ),
+        (
+            "alpha_lr_b2",
+            lambda: {"shared": LevelSchedule("constant", b2=1.1)},
+            "alpha_lr_b2 must be in [0, 1] but got 1.1.",
+        ),
+        (
+            "alpha_lr_floor",
+            lambda: {"shared": LevelSchedule("constant", floor=-0.5)},
+            "alpha_lr_floor must be in [0, 1] but got -0.5.",
+        ),
+        (
+            "coupling",
+            lambda: {"coupling": "max"},
+            "coupling must be one of mixing, none, backbone_max but got 'max'",
+        ),
+        ("mix_form", lambda: {"mixing": MixingRatio("cos")}, "mix_form must be one of"),
+        (
+            "mix_steepness",
+            lambda: {"mixing": MixingRatio(steepness=-1.0)},
+            "mix_steepness must be > 0 and finite but got -1.0.",
+        ),
+        (
+            "mix_constant",
+            lambda: {"mixing": MixingRatio(constant=1.01)},
+            "mix_constant must be in [0, 1] but got 1.01.",
+        ),
+        (
+            "mix_switch",
+            lambda: {"mixing": MixingRatio(switch=2)},
+            "mix_switch must be in [0, 1] but got 2.",
+        ),
     ],
 )
 def test_schedule_validates_every_field_at_construction(
-    field: str, value: object, fragment: str
+    field: str, arguments: Callable[[], dict[str, object]], fragment: str
 ) -> None:
-    kwargs: dict[str, object] = {"alpha_lr_b2": 0.8} if field == "alpha_lr_b1" else {}
-    kwargs[field] = value
     with pytest.raises(ConfigError) as info:
-        HLSSchedule(**kwargs)  # type: ignore[arg-type]
+        HLSSchedule(**arguments())  # type: ignore[arg-type]
     assert fragment in str(info.value)
 
 
 def test_schedule_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        HLSSchedule().mix_form = "linear"  # type: ignore[misc]
+        HLSSchedule().mixing = MixingRatio("linear")  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        HLSSchedule().mixing.form = "linear"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        HLSSchedule().shared.b1 = 0.2  # type: ignore[misc]
 
 
 def test_curves_sample_every_group_on_an_even_grid() -> None:
-    schedule = HLSSchedule(coupling="mixing", mix_form="parabolic")
+    schedule = HLSSchedule(coupling="mixing", mixing=MixingRatio("parabolic"))
     curves = schedule.curves(1e-3, points=5)
     assert set(curves) == {"t", "mixing_ratio", *ALPHA_GROUPS}
     assert curves["t"] == [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -440,47 +475,37 @@ def test_a_shared_decay_gives_the_rebalancing_head_half_the_conventional_heads_a
     every group, cosine μ) give the re-balancing head about half the cumulative α rate of
     the conventional head although μ is symmetric."""
     tied = HLSSchedule(
-        alpha_lr_shape="cosine", alpha_lr_b1=0.3, alpha_lr_floor=0.1, mix_form="cosine"
+        shared=LevelSchedule("cosine", b1=0.3, floor=0.1), mixing=MixingRatio("cosine")
     )
     rates = tied.cumulative_rates()
     assert rates["head_conventional"] == pytest.approx(0.456, abs=5e-4)
     assert rates["head_rebalancing"] == pytest.approx(0.229, abs=5e-4)
 
 
-@pytest.mark.parametrize(
-    "mix", [{"mix_form": "cosine"}, {"mix_form": "linear"}, {"mix_form": "sigmoid"}]
-)
-def test_the_paper_reading_preset_gives_both_heads_equal_cumulative_rates(mix):
-    preset = dataclasses.replace(default_schedule("hls"), **mix)
-    assert preset.is_symmetric
+@pytest.mark.parametrize("form", ["cosine", "linear", "sigmoid"])
+def test_the_paper_reading_preset_gives_both_heads_equal_cumulative_rates(form):
+    preset = dataclasses.replace(default_schedule("hls"), mixing=MixingRatio(form))
+    assert preset.mixing.is_symmetric
     rates = preset.cumulative_rates()
     assert rates["head_conventional"] == pytest.approx(rates["head_rebalancing"], abs=1e-6)
     # the backbone decays; the heads carry no shared decay (μ and 1 − μ only)
     assert preset.shape(1.0, "backbone_normal") == pytest.approx(0.1)
     assert preset.shape(0.0, "backbone_reduce") == 1.0
     assert {preset.shape(t, "head_rebalancing") for t in (0.0, 0.5, 1.0)} == {1.0}
-    assert preset.alpha_lrs(1.0, 0.25)["head_conventional"] == pytest.approx(
-        preset.mixing_ratio(0.25)
-    )
+    assert preset.alpha_lrs(1.0, 0.25)["head_conventional"] == pytest.approx(preset.mixing(0.25))
 
 
 def test_hls_defaults_to_the_preset_and_bbn_darts_to_parabolic_mu():
     assert SearchConfig(method="hls").schedule == default_schedule("hls")
-    assert default_schedule("hls").backbone_alpha_lr_shape == "cosine"
-    assert SearchConfig(method="bbn_darts").schedule.mix_form == "parabolic"
+    assert default_schedule("hls").backbone.shape == "cosine"
+    assert SearchConfig(method="bbn_darts").schedule.mixing.form == "parabolic"
 
 
 def test_each_group_follows_its_most_specific_level_with_its_multiplier():
     schedule = HLSSchedule(
-        alpha_lr_shape="step",
-        alpha_lr_b1=0.5,
-        alpha_lr_floor=0.2,
-        head_alpha_lr_shape="linear",
-        head_alpha_lr_b1=0.0,
-        head_alpha_lr_floor=0.0,
-        head_alpha_lr_mult=2.0,
-        head_rebalancing_alpha_lr_shape="constant",
-        head_rebalancing_alpha_lr_mult=1.5,
+        shared=LevelSchedule("step", b1=0.5, floor=0.2),
+        head=LevelSchedule("linear", b1=0.0, floor=0.0, mult=2.0),
+        head_rebalancing=LevelSchedule("constant", mult=1.5),
         coupling="none",
     )
     lrs = schedule.alpha_lrs(1.0, 0.75)
@@ -491,8 +516,8 @@ def test_each_group_follows_its_most_specific_level_with_its_multiplier():
 
 def test_a_level_setting_out_of_range_names_its_key():
     with pytest.raises(ConfigError, match="head_alpha_lr_b1 must be <= head_alpha_lr_b2"):
-        HLSSchedule(head_alpha_lr_b1=0.9, head_alpha_lr_b2=0.5)
+        HLSSchedule(head=LevelSchedule(b1=0.9, b2=0.5))
     with pytest.raises(ConfigError, match="backbone_reduce_alpha_lr_shape must be one of"):
-        HLSSchedule(backbone_reduce_alpha_lr_shape="cosin")
+        HLSSchedule(backbone_reduce=LevelSchedule("cosin"))
     with pytest.raises(ConfigError, match="head_alpha_lr_mult must be >= 0"):
-        HLSSchedule(head_alpha_lr_mult=-1.0)
+        HLSSchedule(head=LevelSchedule(mult=-1.0))

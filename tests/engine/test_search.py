@@ -10,8 +10,9 @@ import torch
 from hls_tune import engine
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.device import resolve_device
+from hls_tune.engine.epochs import RunHooks
 from hls_tune.engine.losses import class_loss_weights
-from hls_tune.engine.schedules import HLSSchedule
+from hls_tune.engine.schedules import HLSSchedule, LevelSchedule, MixingRatio
 from hls_tune.engine.search import Search, _loss_and_accuracy
 from hls_tune.engine.settings import METHODS, DataConfig, SearchConfig
 from hls_tune.errors import ConfigError, NonFiniteLossError
@@ -42,7 +43,7 @@ def tiny_config(**overrides) -> SearchConfig:
         crop_padding=1,
         device="cpu",
         alpha_lr=3e-3,
-        schedule=HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2, mix_form="cosine"),
+        schedule=HLSSchedule(shared=LevelSchedule("cosine", b1=0.2), mixing=MixingRatio("cosine")),
     )
     return SearchConfig(**values | overrides)
 
@@ -56,7 +57,9 @@ def data():
 def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
     config = tiny_config(method=method, epochs=1, head_epochs=1, adapt_alpha_epochs=1)
     seen = []
-    result = engine.run_search(config, data=data, on_epoch=lambda m: seen.append(m) or True)
+    result = engine.run_search(
+        config, data=data, hooks=RunHooks(on_epoch=lambda m: seen.append(m) or True)
+    )
     assert len(seen) == config.total_epochs and result.history == tuple(seen)
     metrics = seen[0]
     assert 0.0 <= metrics.val_accuracy <= 1.0 and metrics.train_loss > 0
@@ -79,7 +82,7 @@ def test_every_method_runs_an_epoch_and_reports_its_metrics(method, data):
 
 
 def test_hls_sets_each_group_learning_rate_from_the_schedule(data):
-    schedule = HLSSchedule(alpha_lr_shape="cosine", alpha_lr_b1=0.2, mix_form="parabolic")
+    schedule = HLSSchedule(shared=LevelSchedule("cosine", b1=0.2), mixing=MixingRatio("parabolic"))
     config = tiny_config(epochs=2, schedule=schedule)
     result = engine.run_search(config, data=data)
     second = result.history[1]
@@ -103,7 +106,9 @@ def test_architecture_parameters_move_during_search(data):
 
 
 def test_callback_returning_false_stops_the_run_without_touching_the_test_set(data):
-    result = engine.run_search(tiny_config(epochs=3), data=data, on_epoch=lambda m: False)
+    result = engine.run_search(
+        tiny_config(epochs=3), data=data, hooks=RunHooks(on_epoch=lambda m: False)
+    )
     assert len(result.history) == 1 and result.stopped_early
     assert result.test_accuracy is None
 
@@ -112,7 +117,9 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(data, tmp_p
     config = tiny_config(epochs=2)
     straight = engine.run_search(config, data=data)
     ckpt = tmp_path / "search.pt"
-    first = engine.run_search(config, data=data, on_epoch=lambda m: False, checkpoint=ckpt)
+    first = engine.run_search(
+        config, data=data, hooks=RunHooks(on_epoch=lambda m: False), checkpoint=ckpt
+    )
     assert first.stopped_early and ckpt.exists()
     resumed = engine.run_search(config, data=data, checkpoint=ckpt)
     assert resumed.resumed_from_epoch == 1
@@ -121,13 +128,15 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(data, tmp_p
     assert resumed.history[1].train_loss == straight.history[1].train_loss
     assert resumed.history[1].val_accuracy == straight.history[1].val_accuracy
     assert resumed.genotype == straight.genotype
-    assert resumed.test_per_class_accuracy == straight.test_per_class_accuracy
+    assert resumed.test.per_class_accuracy == straight.test.per_class_accuracy
 
 
 def test_a_checkpoint_from_other_settings_is_refused(data, tmp_path):
     ckpt = tmp_path / "search.pt"
-    engine.run_search(tiny_config(epochs=2), data=data, on_epoch=lambda m: False, checkpoint=ckpt)
-    with pytest.raises(ConfigError, match="different settings"):
+    engine.run_search(
+        tiny_config(epochs=2), data=data, hooks=RunHooks(on_epoch=lambda m: False), checkpoint=ckpt
+    )
+    with pytest.raises(ConfigError, match="other settings"):
         engine.run_search(tiny_config(epochs=2, alpha_lr=1e-3), data=data, checkpoint=ckpt)
 
 
@@ -169,7 +178,7 @@ def test_the_hessian_vector_product_matches_a_float64_double_backward(data, fuse
     v = [
         torch.randn(w.shape, generator=generator, dtype=torch.float64) for w in search.weight_params
     ]
-    loss, _ = _loss_and_accuracy(search.model, batch, None, None)
+    loss, _, _ = _loss_and_accuracy(search.model, batch, None, None)
     weight_grads = torch.autograd.grad(loss, search.weight_params, create_graph=True)
     dot = sum((g * u).sum() for g, u in zip(weight_grads, v, strict=True))
     exact = torch.autograd.grad(dot, search.arch_params)

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from hls_tune.engine import adapt
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
 from hls_tune.engine.nas.network import (
@@ -20,6 +19,7 @@ from hls_tune.engine.nas.network import (
 )
 from hls_tune.engine.nas.primitives import DilConv, SepConv
 from hls_tune.engine.settings import DataConfig, SearchConfig
+from hls_tune.engine.source import balanced_source
 from hls_tune.engine.train import TrainConfig, load_genotype, train
 from hls_tune.errors import ConfigError
 from tests.support.helpers import hls_tune
@@ -103,7 +103,7 @@ def test_an_exported_bbn_genotype_trains_one_epoch_with_cumulative_learning(data
     record.write_text(json.dumps({"study": "s", "trial": 3, "genotype": BBN_GENOTYPE}))
     genotype = load_genotype(str(record))
     assert genotype.is_bbn
-    result = train(genotype, TrainConfig(**TINY, bbn=True), data=data)
+    result = train(genotype, TrainConfig(**TINY, network="bbn"), data=data)
     _check_metrics(result, data)
     assert result.history[0].mixing_ratio == pytest.approx(1.0)  # parabolic μ at t = 0
 
@@ -182,7 +182,7 @@ def test_the_balanced_counterpart_trains_on_balanced_images_and_validates_like_t
 
 def test_the_balanced_source_leaves_out_the_target_validation_and_test_images(data):
     config = SearchConfig(method="adapt_head", data=TINY_DATA, device="cpu")
-    source = adapt.balanced_source(config, data)
+    source = balanced_source(config, data)
     counts = set(source.train_counts)
     assert len(counts) == 1 and counts.pop() == 60  # every class at the (capped) head count
     assert len(source.test) == len(data.test)

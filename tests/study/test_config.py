@@ -64,8 +64,8 @@ def test_span_maps_breakpoints_so_that_b2_is_never_below_b1():
     for b1 in (0.0, 0.3, 1.0):
         for span in (0.0, 0.5, 1.0):
             schedule = config_with(base, {"alpha_lr_b1": b1, "alpha_lr_span": span}).schedule
-            assert b1 <= schedule.alpha_lr_b2 <= 1.0
-            assert schedule.alpha_lr_b2 == pytest.approx(b1 + span * (1 - b1))
+            assert b1 <= schedule.shared.b2 <= 1.0
+            assert schedule.shared.b2 == pytest.approx(b1 + span * (1 - b1))
 
 
 def test_the_content_hash_changes_with_the_text():
@@ -178,8 +178,8 @@ def test_in_the_methods_grid_each_method_runs_at_its_own_default_schedule():
     study = load_study_file(STUDIES / "methods_grid.toml")
     bbn = config_with(study.base, {"method": "bbn_darts", "seed": 0})
     hls = config_with(study.base, {"method": "hls", "seed": 0})
-    assert bbn.schedule.mix_form == "parabolic" and not bbn.schedule.is_symmetric
-    assert hls.schedule == default_schedule("hls") and hls.schedule.is_symmetric
+    assert bbn.schedule.mixing.form == "parabolic" and not bbn.schedule.mixing.is_symmetric
+    assert hls.schedule == default_schedule("hls") and hls.schedule.mixing.is_symmetric
     # built from a bbn_darts base, an hls trial still gets the preset
     other = dataclasses.replace(study.base, method="bbn_darts", schedule=None)
     assert config_with(other, {"method": "hls"}).schedule == default_schedule("hls")

@@ -26,10 +26,10 @@ channels = 4
 layers = 3
 epochs = {epochs}
 batch_size = 32
-lr = 0.05
-cutout = false
-drop_path = false
-auxiliary = false
+weight_lr = 0.05
+cutout = 0
+drop_path = 0.0
+auxiliary_weight = 0.0
 seeds = {seeds}
 """
 
@@ -90,7 +90,7 @@ def _text(
 def test_an_evaluate_table_parses_into_its_settings():
     parsed = parse_study_text(_text('objective = "architecture"\n'))
     assert parsed.evaluate is not None
-    assert (parsed.evaluate.epochs, parsed.evaluate.seeds, parsed.evaluate.cutout) == (2, 1, False)
+    assert (parsed.evaluate.epochs, parsed.evaluate.seeds, parsed.evaluate.cutout) == (2, 1, 0)
     assert parsed.study.objective == "architecture" and not parsed.study.multi_objective
 
 
@@ -99,8 +99,10 @@ def test_an_evaluate_table_parses_into_its_settings():
     [
         ("", "[evaluate]\nepoch = 3\n", "unknown key evaluate.epoch (did you mean 'epochs'?)"),
         ("", "[evaluate]\nseeds = 0\n", "evaluate.seeds must be an integer >= 1 but got 0"),
-        ("", '[evaluate]\ncutout = "yes"\n', "evaluate.cutout must be a boolean but got 'yes'"),
-        ("", "[evaluate]\nlr = 0\n", "evaluate.lr must be a number > 0 but got 0"),
+        ("", '[evaluate]\ncutout = "yes"\n', "evaluate.cutout must be an integer but got 'yes'"),
+        ("", "[evaluate]\ncutout = false\n", "evaluate.cutout must be a side in pixels"),
+        ("", "[evaluate]\nweight_lr = 0\n", "evaluate.weight_lr must be in (0.0, inf) but got 0"),
+        ("", "[evaluate]\nlr = 0.1\n", "unknown key evaluate.lr: it is evaluate.weight_lr"),
         ('objective = "architecture"\n', "", "needs an [evaluate] table"),
         ('objective = "trained"\n', "", "study.objective must be one of"),
         (
@@ -221,7 +223,7 @@ def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_p
     text = text.replace(
         "channels = 4\nlayers = 3\nepochs = 6", "channels = 8\nlayers = 3\nepochs = 6"
     )
-    path.write_text(text.replace("lr = 0.05", "lr = 0.1"), encoding="utf-8")
+    path.write_text(text.replace("weight_lr = 0.05", "weight_lr = 0.1"), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert hls_tune("study", "create", str(path), "--storage", url).returncode == 0
     worker = hls_tune(*_worker(url, tmp_path / "ckpt", "--artifacts", str(tmp_path / "art")))

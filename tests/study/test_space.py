@@ -87,7 +87,7 @@ def test_a_trial_records_exactly_the_parameters_its_shape_and_form_use(sampler):
         expected = ALWAYS | SHAPE_PARAMS[shape] | FORM_PARAMS[form]
         assert set(recorded) == expected, (shape, form)
         assert set(values) == expected | {"coupling"}, (shape, form)
-        assert config.schedule.alpha_lr_shape == shape and config.schedule.mix_form == form
+        assert config.schedule.shared.shape == shape and config.schedule.mixing.form == form
 
 
 def test_under_the_grid_sampler_every_trial_records_every_entry():
@@ -107,7 +107,7 @@ def test_under_the_grid_sampler_every_trial_records_every_entry():
 
     def objective(trial: optuna.Trial) -> float:
         config, _ = suggest(trial, study_file)
-        seen.append((config.schedule.alpha_lr_shape, config.schedule.mix_form))
+        seen.append((config.schedule.shared.shape, config.schedule.mixing.form))
         return config.alpha_lr
 
     study.optimize(objective, n_trials=10)  # the grid sampler stops the study after 4
@@ -204,7 +204,7 @@ def test_a_shared_shape_that_some_group_still_follows_is_sampled():
         recorded = set(study.trials[trial.number].params)
         assert "alpha_lr_shape" in recorded
         assert ("alpha_lr_b1" in recorded) == (shape == "cosine")
-        assert config.schedule.level("backbone_reduce") == ""
+        assert config.schedule.level("backbone_reduce") == "shared"
 
 
 def test_a_single_shape_study_ties_all_four_groups():
@@ -214,8 +214,8 @@ def test_a_single_shape_study_ties_all_four_groups():
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     config, _ = suggest(trial, study_file)
     schedule = config.schedule
-    assert {schedule.level(g) for g in ALPHA_GROUPS} == {""}
-    assert schedule.alpha_lr_shape == "cosine"
+    assert {schedule.level(g) for g in ALPHA_GROUPS} == {"shared"}
+    assert schedule.shared.shape == "cosine"
     shapes = {round(schedule.shape(0.8, g), 12) for g in ALPHA_GROUPS}
     assert len(shapes) == 1 and shapes != {1.0}
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from hls_tune.engine.data import LongTailData, build_longtail, load_source, longtail_counts
 from hls_tune.engine.datasets import prepare_data
+from hls_tune.engine.epochs import RunHooks
 from hls_tune.engine.nas.genotype import builtin_genotype
 from hls_tune.engine.settings import DataConfig
 from hls_tune.engine.train import TrainConfig, _Training
@@ -199,7 +200,7 @@ def test_the_default_metric_is_balanced_and_the_pruner_sees_the_optimised_value(
 def test_training_uses_the_whole_long_tailed_set_and_the_balanced_validation_set():
     config = TrainConfig(data=DataConfig(max_per_class=30), epochs=1, channels=4, layers=3)
     data = prepare_data(config.data)
-    run = _Training(builtin_genotype("darts_v2"), config, data, CPU)
+    run = _Training(builtin_genotype("darts_v2"), config, data, CPU, RunHooks())
     assert len(run.train_images.labels) == sum(longtail_counts(30, 10, 10))
     assert run.val is not None and len(run.val.labels) == 10 * 50
 
