@@ -139,7 +139,7 @@ class _Variant:
         self.device = resolve_device(config.device)
         self.engine = search.Search(config, data, self.device)
         self.engine.model.train()
-        self.mixing_ratio = search._mixing_ratio(config, 0.0)
+        self.mixing_ratio = config.schedule.mixing(0.0) if config.is_bbn else None
         self.step_seconds: list[float] = []
         self.batch_seconds: list[float] = []
         streams = 2 if config.is_bbn else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -120,12 +121,12 @@ def test_a_pruned_trial_gets_the_artifacts_of_the_epochs_it_ran(tmp_path):
 def test_a_diverged_trial_still_gets_its_figures(tmp_path, monkeypatch):
     real_run = engine.run_search
 
-    def diverge_after_first_epoch(config, *, on_epoch, **kwargs):
+    def diverge_after_first_epoch(config, *, hooks, **kwargs):
         def then_diverge(metrics):
-            on_epoch(metrics)
+            hooks.on_epoch(metrics)
             raise NonFiniteLossError(metrics.epoch, 3, float("nan"))
 
-        return real_run(config, on_epoch=then_diverge, **kwargs)
+        return real_run(config, hooks=dataclasses.replace(hooks, on_epoch=then_diverge), **kwargs)
 
     monkeypatch.setattr(engine, "run_search", diverge_after_first_epoch)
     study_file = load_study_file(write_study(tmp_path / "s.toml", epochs=2))
