@@ -252,3 +252,33 @@ def test_alpha_is_frozen_before_alpha_start_epoch_and_moves_from_it(method, data
 def test_alpha_start_epoch_must_leave_an_epoch_for_alpha():
     with pytest.raises(ConfigError, match="alpha_start_epoch must be below epochs"):
         tiny_config(epochs=2, alpha_start_epoch=2)
+
+
+# 0 and 15 of 50 (PC-DARTS' recipe), and a value drawn once (seed 23) between them
+@pytest.mark.parametrize("start", [0, 15, __import__("random").Random(23).randrange(1, 50)])
+def test_the_preset_heads_get_equal_cumulative_alpha_rates_under_any_alpha_warmup(
+    start, data, monkeypatch
+):
+    """The paper-reading preset's heads follow μ and 1 − μ of a symmetric μ; with the α
+    schedule on α-progress their summed rates over the α steps of a run stay equal (to one
+    step's rate: a sum over steps is not the integral) whatever the warm-up, as the
+    optimizer applies them. Had μ run on training progress, 15 of 50 would give 0.22 : 0.48."""
+    from hls_tune.engine.schedules import PAPER_READING
+    from hls_tune.engine.search import optimizer_rates
+
+    config = tiny_config(epochs=50, alpha_start_epoch=start, schedule=PAPER_READING)
+    search = Search(config, data, CPU)
+    applied: list[dict[str, float]] = []
+    zero = torch.zeros(())
+    # Only the rates are under test: each step records what the α optimizer would apply.
+    monkeypatch.setattr(
+        search, "alpha_step", lambda *args: applied.append(optimizer_rates(search.alpha_optimizer))
+    )
+    monkeypatch.setattr(search, "weight_step", lambda *args: (zero, zero, None))
+    for epoch in range(config.epochs):
+        search.train_epoch(epoch)
+    assert len(applied) == (config.epochs - start) * search.steps_per_epoch
+    conventional = sum(r["head_conventional"] for r in applied)
+    rebalancing = sum(r["head_rebalancing"] for r in applied)
+    assert abs(conventional - rebalancing) <= config.alpha_lr + 1e-12
+    assert conventional == pytest.approx(config.alpha_lr * len(applied) / 2, rel=0.05)
