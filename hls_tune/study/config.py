@@ -200,6 +200,7 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
     )
     study_file.default_config()  # the fixed values must combine into a valid config
     _check_levels(study_file)
+    _check_pruner_axis(study_file)
     if study.sampler.type == "grid":
         for spec in study_file.sampled().values():
             if spec.kind != "choice":
@@ -208,6 +209,39 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
                     f"not a range (low={spec.low!r}, high={spec.high!r})."
                 )
     return study_file
+
+
+def _check_pruner_axis(study_file: StudyFile) -> None:
+    """Refuses a pruner whose steps would mean different things in different trials.
+
+    With objective = "supernet" step s is search epoch s of the trial's run
+    (`SearchConfig.total_epochs` of them); a sampled key that changes that count (`epochs`,
+    `method` with adapt_head among others, adapt_head's `head_epochs`, ...) would make the
+    pruner compare, say, the last epoch of a 5-epoch search with the middle of a 10-epoch
+    one. With objective = "architecture" the axis is the [evaluate] epochs, fixed per study.
+    """
+    settings = study_file.study
+    if settings.pruner.type == "none" or settings.multi_objective:
+        return
+    if settings.objective == "architecture":
+        return
+    base = study_file.default_config()
+    for name, spec in study_file.sampled().items():
+        values = spec.choices if spec.kind == "choice" else (spec.low, spec.high)
+        totals = set()
+        for value in values:
+            try:
+                totals.add(config_with(base, {name: value}).total_epochs)
+            except ConfigError:  # a combination the space's own checks decide on
+                continue
+        if len(totals) > 1:
+            raise ConfigError(
+                f"space.{name} changes what the pruner's steps mean (search epochs per trial: "
+                f"{', '.join(str(t) for t in sorted(totals))}), so the pruner would compare "
+                f"different points of different searches; fix it in [engine], set "
+                f'[study.pruner] type = "none", or judge the trained architecture '
+                f'(objective = "architecture": the steps are [evaluate] epochs).'
+            )
 
 
 def _check_levels(study_file: StudyFile) -> None:

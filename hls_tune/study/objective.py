@@ -6,14 +6,16 @@ full metrics and per-epoch curves are system attributes (`hls_tune:*`), read bac
 `study.trial_config`, `trial_genotype`, `trial_metrics` and `trial_history`.
 
 With an [evaluate] table a trial has a second stage: the derived genotype is trained from
-scratch (`engine.train.train`) once per evaluation seed, on the same data. Intermediate
-values are reported on one step axis: search epoch e is step e, and epoch e of evaluation
-seed i is step ``search_epochs + i * evaluate.epochs + e`` (search_epochs is
-`SearchConfig.total_epochs`), so a pruner compares supernet accuracies at search steps and
-trained-architecture accuracies of the same seed and epoch at evaluation steps. With
+scratch (`engine.train.train`) once per evaluation seed, on the same data. With
 ``trains_on = ["longtail", "balanced"]`` the trainings on the balanced counterpart follow
 (run ``seeds + i``) and record ``architecture_balanced_*``; the value stays the long-tailed
-training's, and those steps are reported but never pruned (the value is known by then).
+training's.
+
+The pruner sees one quantity (Optuna's pruners compare a trial's best value over all its
+steps): with objective "supernet" the search's epochs, with "architecture" the epochs of
+the first evaluation run (seed 0 on the long-tailed set), step = epoch. Every other curve is
+recorded (the search's as `hls_tune:history`, each evaluation run's in
+``hls_tune:evaluation_history``) but never reported.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ from hls_tune.study.trial_attrs import (
 )
 
 FAIL_REASON_ATTR = "fail_reason"
+# Each evaluation run's per-epoch `metric` ("longtail-seed-0": [...]): the curves that are
+# not on the pruner's axis are kept here (the one on it is also the intermediate values).
+EVALUATION_HISTORY_ATTR = "hls_tune:evaluation_history"
 RESUMED_ATTR = "resumed_from_epoch"
 
 
@@ -90,9 +95,9 @@ def original_trial_number(trial: optuna.Trial) -> int:
 
 
 class _EvaluationPruned(Exception):
-    def __init__(self, step: int) -> None:
-        super().__init__(step)
-        self.step = step
+    def __init__(self, trains_on: str, index: int, epoch: int) -> None:
+        super().__init__(trains_on, index, epoch)
+        self.trains_on, self.index, self.epoch = trains_on, index, epoch
 
 
 class Objective:
@@ -131,6 +136,10 @@ class Objective:
         self.metric = study_file.study.metric
         # Optuna neither records intermediate values nor prunes in a multi-objective study.
         self.reports = not study_file.study.multi_objective
+        # One quantity per pruner axis (Optuna's pruners compare a trial's best value over
+        # all its steps): the trained network's epochs when the trial is judged on it, the
+        # search's epochs otherwise. The other stage's curves are recorded, not reported.
+        self.axis = "architecture" if study_file.study.objective == "architecture" else "supernet"
 
     @property
     def source_cache_dir(self) -> Path | None:
@@ -166,18 +175,20 @@ class Objective:
         history: list[EpochMetrics] = []
         shown = self.progress(trial.number, config.total_epochs) if self.progress else None
 
+        on_axis = self.reports and self.axis == "supernet"
+
         def on_epoch(metrics: EpochMetrics) -> bool:
             if shown is not None:
                 shown.show_epoch(metrics)
             history.append(metrics)
-            if self.reports:
+            if on_axis:
                 trial.report(getattr(metrics, self.metric), metrics.epoch)
-            return not (self.reports and trial.should_prune())
+            return not (on_axis and trial.should_prune())
 
         def on_resume(restored: list[EpochMetrics]) -> None:
             # The retried trial re-reports what its crashed original had measured.
             history.extend(restored)
-            for metrics in restored if self.reports else ():
+            for metrics in restored if on_axis else ():
                 trial.report(getattr(metrics, self.metric), metrics.epoch)
 
         checkpoint = self.checkpoint_path(trial)
@@ -253,21 +264,22 @@ class Objective:
 
         The finished search's checkpoint stays until the trial ends, so a retry of a trial
         killed here reloads the search instead of redoing it, and each seed's training
-        resumes from its own checkpoint. `resumed_from_epoch` is then the first step (on
-        the trial's step axis) that the retry computed itself.
+        resumes from its own checkpoint. `resumed_from_epoch` is then the first epoch (on
+        the trial's run axis: search epochs, then evaluation runs one after the other)
+        that the retry computed itself.
         """
-        settings = self.study_file.evaluate
-        assert settings is not None
         eval_dir = self.evaluate_dir(trial)
+        curves: dict[str, list[float | None]] = {}
         try:
-            runs, resumed = self._train_evaluation_runs(trial, config, data, result, eval_dir)
+            runs, resumed = self._train_evaluation_runs(
+                trial, config, data, result, eval_dir, curves
+            )
         except _EvaluationPruned as pruned:
+            set_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
             self._remove_checkpoints(checkpoint, eval_dir)
-            position, epoch = divmod(pruned.step - config.total_epochs, settings.epochs)
-            trains_on, index = evaluation_runs(settings)[position]
             reason = (
-                f"pruned at step {pruned.step} (evaluation on the {trains_on} set, seed "
-                f"{index}, epoch {epoch})"
+                f"pruned at evaluation epoch {pruned.epoch} (the {pruned.trains_on} training, "
+                f"seed {pruned.index})"
             )
             self._upload_artifacts(trial, config, result.history, "pruned", reason=reason)
             raise optuna.TrialPruned(reason) from None
@@ -281,6 +293,7 @@ class Objective:
             message = f"evaluation {str(exc).removeprefix('search ')} by a signal"
             trial.set_user_attr(FAIL_REASON_ATTR, f"{message}; handed back for a retry")
             raise
+        set_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
         attrs = evaluation_attrs(runs)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -307,9 +320,12 @@ class Objective:
         data: Any,
         result: SearchResult,
         eval_dir: Path | None,
+        curves: dict[str, list[float | None]],
     ) -> tuple[dict[str, list[Any]], int | None]:
-        """Trains every evaluation run (`evaluation_runs`), reporting each epoch on the
-        trial's step axis; returns the runs by training set and the first step this process
+        """Trains every evaluation run (`evaluation_runs`), keeping each run's per-epoch
+        `metric` in `curves`; only the first run (the long-tailed training of seed 0)
+        reports to the pruner, at step = its epoch, and only when the trial is judged on
+        the architecture. Returns the runs by training set and the first epoch this process
         computed after a resume (None: nothing was resumed)."""
         from hls_tune.engine.train import train
 
@@ -318,10 +334,9 @@ class Objective:
         resumed = result.resumed_from_epoch
         runs: dict[str, list[Any]] = {name: [] for name in TRAINING_SETS}
         for position, (trains_on, index) in enumerate(evaluation_runs(settings)):
-            base = config.total_epochs + position * settings.epochs
-            # Once the long-tailed trainings are done the trial has its value: the balanced
-            # ones are reported (the curve shows them) but never pruned.
-            hooks = self._evaluation_hooks(trial, base, prunable=trains_on == "longtail")
+            on_axis = self.reports and self.axis == "architecture" and position == 0
+            curve = curves.setdefault(f"{trains_on}-seed-{index}", [])
+            hooks = self._evaluation_hooks(trial, curve, on_axis, (trains_on, index))
             folder = f"seed-{index}" if trains_on == "longtail" else f"{trains_on}-seed-{index}"
             run = train(
                 result.genotype,
@@ -331,27 +346,32 @@ class Objective:
                 out=eval_dir / folder if eval_dir is not None else None,
             )
             if run.resumed_from_epoch is not None:
+                base = config.total_epochs + position * settings.epochs
                 resumed = base + run.resumed_from_epoch
             runs[trains_on].append(run)
         return runs, resumed
 
-    def _evaluation_hooks(self, trial: optuna.Trial, base: int, *, prunable: bool) -> RunHooks:
-        """Hooks of one evaluation run whose epoch e is the trial's step `base` + e."""
+    def _evaluation_hooks(
+        self, trial: optuna.Trial, curve: list[float | None], on_axis: bool, run: tuple[str, int]
+    ) -> RunHooks:
+        """Hooks of one evaluation run: every epoch's `metric` goes to `curve`; the run on
+        the pruner's axis reports it at step = epoch and may be pruned."""
 
-        def report(record: Any) -> None:
-            value = getattr(record, self.metric)
-            if self.reports and value is not None:
-                trial.report(value, base + record.epoch)
+        def record(entry: Any) -> None:
+            value = getattr(entry, self.metric)
+            curve.append(value)
+            if on_axis and value is not None:
+                trial.report(value, entry.epoch)
 
-        def on_epoch(record: Any) -> bool:
-            report(record)
-            if self.reports and prunable and trial.should_prune():
-                raise _EvaluationPruned(base + record.epoch)
+        def on_epoch(entry: Any) -> bool:
+            record(entry)
+            if on_axis and trial.should_prune():
+                raise _EvaluationPruned(*run, entry.epoch)
             return True
 
         def on_resume(restored: list[Any]) -> None:
-            for record in restored:
-                report(record)
+            for entry in restored:
+                record(entry)
 
         return RunHooks(on_epoch=on_epoch, on_resume=on_resume, should_stop=self.should_stop)
 

@@ -148,6 +148,6 @@ def evaluation_attrs(runs: dict[str, list[Any]]) -> dict[str, Any]:
 
 
 def evaluation_runs(settings: EvaluateSettings) -> list[tuple[str, int]]:
-    """(training set, seed index) of each evaluation run, in the order of the trial's steps:
+    """(training set, seed index) of each evaluation run, in the order they run:
     every seed on the long-tailed set, then every seed on the balanced set."""
     return [(name, index) for name in settings.trains_on for index in range(settings.seeds)]

@@ -172,9 +172,10 @@ def test_a_trial_trained_on_both_sets_records_both_and_compare_ranks_them():
     study_file = parse_study_text(
         _text('objective = "architecture"\n', evaluate).replace("epochs = 2\n", "epochs = 1\n", 1)
     )
-    # A pruner that would stop any trial from step 3 on (no accuracy reaches 1.1): steps 3-4
-    # are the balanced training, which comes after the value is known and is never pruned.
-    pruner = optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=3)
+    # A pruner that would stop any trial from step 2 on (no accuracy reaches 1.1): only the
+    # long-tailed training (steps 0-1) is on the pruner's axis; the balanced one, trained
+    # after the value is known, is recorded beside it and never reaches the pruner.
+    pruner = optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=2)
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(0), pruner=pruner
     )
@@ -189,10 +190,12 @@ def test_a_trial_trained_on_both_sets_records_both_and_compare_ranks_them():
         assert attrs["architecture_balanced_val_balanced_accuracy_seeds"] == [balanced]
         assert 0.0 <= attrs["architecture_balanced_test_balanced_accuracy"] <= 1.0
         assert set(attrs["architecture_balanced_shot_accuracy"]) <= {"many", "medium", "few"}
-        # search epoch 0 (step 0), long-tailed training epochs 1-2, balanced 3-4
-        assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4]
-        assert trial.intermediate_values[2] == pytest.approx(longtail)
-        assert trial.intermediate_values[4] == pytest.approx(balanced)
+        # the long-tailed training's epochs 0-1 are the steps; the balanced training's
+        # curve is recorded beside them
+        assert sorted(trial.intermediate_values) == [0, 1]
+        assert trial.intermediate_values[1] == pytest.approx(longtail)
+        curves = trial.system_attrs["hls_tune:evaluation_history"]
+        assert curves["balanced-seed-0"][-1] == pytest.approx(balanced)
     tau = compare_study(study, "val_balanced_accuracy").balanced_predicts_longtail
     assert tau is not None and tau.n == 3
 
@@ -245,10 +248,11 @@ def test_a_trial_records_both_accuracies_and_the_architecture_is_its_value(tmp_p
     for key in ("architecture_test_accuracy", "architecture_test_balanced_accuracy"):
         assert 0.0 <= attrs[key] <= 1.0
     assert attrs["search_seconds"] > 0 and attrs["evaluate_seconds"] > 0
-    # search epochs 0-1, then evaluation seed 0 epochs 0-5 (steps 2-7), seed 1 (steps 8-13)
-    assert sorted(trial.intermediate_values) == list(range(2 + 2 * 6))
-    assert trial.intermediate_values[7] == pytest.approx(seeds[0])
-    assert trial.intermediate_values[13] == pytest.approx(seeds[1])
+    # the pruner's axis: evaluation seed 0's epochs 0-5; seed 1's curve is recorded beside
+    assert sorted(trial.intermediate_values) == list(range(6))
+    assert trial.intermediate_values[5] == pytest.approx(seeds[0])
+    curves = trial.system_attrs["hls_tune:evaluation_history"]
+    assert curves["longtail-seed-1"][-1] == pytest.approx(seeds[1])
     assert not any((tmp_path / "ckpt").rglob("*.pt"))  # both stages' checkpoints are gone
     note = get_note(optuna.trial.Trial(study, trial._trial_id))
     for name in ("supernet_val_balanced_accuracy", "architecture_val_balanced_accuracy"):
@@ -286,8 +290,10 @@ def test_a_worker_killed_during_the_evaluation_resumes_it_not_the_search(tmp_pat
     assert retried.user_attrs["search_seconds"] == search_state["elapsed"]
     # the evaluation went on after its last checkpointed epoch (step axis: 2 search epochs)
     assert retried.user_attrs["resumed_from_epoch"] == 2 + eval_epoch + 1
-    # every step was reported once, the restored ones re-reported by the retry
-    assert sorted(retried.intermediate_values) == list(range(2 + 12))
+    # every evaluation epoch was reported once, the restored ones re-reported by the retry
+    assert sorted(retried.intermediate_values) == list(range(12))
+    curve = retried.system_attrs["hls_tune:evaluation_history"]["longtail-seed-0"]
+    assert len(curve) == 12
     assert retried.value == retried.user_attrs["architecture_val_balanced_accuracy"]
 
 
