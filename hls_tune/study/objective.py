@@ -175,34 +175,12 @@ class Objective:
         history: list[EpochMetrics] = []
         shown = self.progress(trial.number, config.total_epochs) if self.progress else None
 
-        on_axis = self.reports and self.axis == "supernet"
-
-        def on_epoch(metrics: EpochMetrics) -> bool:
-            if shown is not None:
-                shown.show_epoch(metrics)
-            history.append(metrics)
-            if on_axis:
-                trial.report(getattr(metrics, self.metric), metrics.epoch)
-            return not (on_axis and trial.should_prune())
-
-        def on_resume(restored: list[EpochMetrics]) -> None:
-            # The retried trial re-reports what its crashed original had measured.
-            history.extend(restored)
-            for metrics in restored if on_axis else ():
-                trial.report(getattr(metrics, self.metric), metrics.epoch)
-
         checkpoint = self.checkpoint_path(trial)
         try:
-            hooks = RunHooks(
-                on_epoch=on_epoch,
-                on_resume=on_resume,
-                on_step=shown.on_step if shown is not None else None,
-                should_stop=self.should_stop,
-            )
             result = engine.run_search(
                 config,
                 data=data,
-                hooks=hooks,
+                hooks=self._search_hooks(trial, history, shown),
                 checkpoint=checkpoint,
                 source_cache=self.source_cache_dir,
             )
@@ -242,6 +220,34 @@ class Objective:
             checkpoint.unlink(missing_ok=True)
         self._upload_artifacts(trial, config, result.history, "complete", result.metrics())
         return float(getattr(result, self.metric))
+
+    def _search_hooks(
+        self, trial: optuna.Trial, history: list[EpochMetrics], shown: RunProgress | None
+    ) -> RunHooks:
+        """The search's hooks: each epoch goes to `history` and the progress display, and to
+        the pruner when the trial is judged on the supernet."""
+        on_axis = self.reports and self.axis == "supernet"
+
+        def on_epoch(metrics: EpochMetrics) -> bool:
+            if shown is not None:
+                shown.show_epoch(metrics)
+            history.append(metrics)
+            if on_axis:
+                trial.report(getattr(metrics, self.metric), metrics.epoch)
+            return not (on_axis and trial.should_prune())
+
+        def on_resume(restored: list[EpochMetrics]) -> None:
+            # The retried trial re-reports what its crashed original had measured.
+            history.extend(restored)
+            for metrics in restored if on_axis else ():
+                trial.report(getattr(metrics, self.metric), metrics.epoch)
+
+        return RunHooks(
+            on_epoch=on_epoch,
+            on_resume=on_resume,
+            on_step=shown.on_step if shown is not None else None,
+            should_stop=self.should_stop,
+        )
 
     @staticmethod
     def _record_search(trial: optuna.Trial, result: SearchResult) -> None:
