@@ -1,4 +1,5 @@
-"""Figures of one search: cell diagrams, α evolution, HLS schedule, per-class accuracy.
+"""Figures of one search: cell diagrams, α evolution, HLS schedule, per-class accuracy,
+losses and α movement.
 
 Pure functions from engine objects (Genotype, EpochMetrics, SearchConfig) to PNG/SVG files;
 no Optuna here. Figures are built on `matplotlib.figure.Figure` with the Agg canvas and never
@@ -20,6 +21,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from hls_tune.engine.figures.canvas import (
     CELL_GROUPS,
@@ -57,6 +59,7 @@ __all__ = [
     "per_class_figure",
     "save_figure",
     "schedule_figure",
+    "training_figure",
 ]
 
 # The matplotlib cell drawing under its name from before `figures.cells` (tests use it).
@@ -287,4 +290,48 @@ def per_class_figure(
     axes.set_ylabel("accuracy")
     axes.set_title(title, fontsize=9)
     figure.legend(handles=handles, loc="outside right upper", fontsize=7)
+    return figure
+
+
+# --- losses and α movement ------------------------------------------------------------------
+
+
+def training_figure(history: Sequence[EpochMetrics]) -> Figure:
+    """Per epoch: the training loss against the validation loss (the HLS paper's Fig. 2
+    compares them for naive BBN+DARTS), each BBN branch's training loss, and each α group's
+    movement ‖α_e − α_{e−1}‖ (whether equal cumulative α rates give equal movement).
+
+    Args:
+        history: the epochs the search finished (at least one).
+    """
+    if not history:
+        raise ValueError("training_figure needs at least one finished epoch.")
+    epochs = [m.epoch for m in history]
+    figure = new_figure(7.0, 5.4)
+    loss_axes, move_axes = figure.subplots(2, 1, sharex=True)
+    loss_axes.plot(epochs, [m.train_loss for m in history], "o-", color="black", label="train")
+    if any(m.val_loss is not None for m in history):
+        val = [m.val_loss for m in history]
+        loss_axes.plot(epochs, val, "s--", color="gray", label="validation")
+    for branch, color in (("conventional", "tab:blue"), ("rebalancing", "tab:orange")):
+        values = [(m.branch_losses or {}).get(branch) for m in history]
+        if any(v is not None for v in values):
+            loss_axes.plot(epochs, values, ".:", color=color, label=f"{branch} branch")
+    loss_axes.set_ylabel("cross-entropy")
+    loss_axes.set_title("training and validation loss", fontsize=10)
+    loss_axes.grid(alpha=0.3)
+    loss_axes.legend(fontsize=8)
+    for group in sorted({g for m in history for g in m.alpha_movement}):
+        values = [m.alpha_movement.get(group) for m in history]
+        dashed = "--" if group.startswith("backbone") else "-"
+        move_axes.plot(
+            epochs, values, "o", ls=dashed, color=GROUP_COLORS.get(group), label=group, ms=4
+        )
+    move_axes.set_xlabel("epoch")
+    move_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    move_axes.set_ylabel("‖α_e − α_{e−1}‖")
+    move_axes.set_title("α movement per group", fontsize=10)
+    move_axes.grid(alpha=0.3)
+    if any(m.alpha_movement for m in history):
+        move_axes.legend(fontsize=8)
     return figure

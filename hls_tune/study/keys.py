@@ -57,9 +57,7 @@ SHAPE_PARAMS = {
     for prefix in LEVEL_PREFIXES
 }
 # The mixing parameters each μ form reads, as study keys (from the engine's registry).
-MIX_USES = {
-    form: tuple(mix_key(param) for param in spec.reads) for form, spec in MIX_FORMS.items()
-}
+MIX_USES = {form: tuple(mix_key(param) for param in spec.reads) for form, spec in MIX_FORMS.items()}
 
 ENGINE_KEYS = tuple(
     f.name for f in dataclasses.fields(SearchConfig) if f.name not in ("data", "schedule")
@@ -158,4 +156,3 @@ def config_with(base: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
         data=dataclasses.replace(base.data, **data),
         schedule=schedule_with(start, schedule),
     )
-

@@ -360,6 +360,7 @@ def _cell_figures(
 ARTIFACT_FIGURES = (
     ("alphas", "α evolution (op weights of every α group over the epochs)"),
     ("schedule", "α learning-rate schedule of each group"),
+    ("training", "training vs validation loss, each branch's loss, each α group's movement"),
 )
 
 

@@ -105,7 +105,8 @@ def trial_artifact_files(
 
     Returns:
         The files written: `cell_<cell>.png` (and `.svg` when drawn by Graphviz),
-        `alphas.png`, `schedule.png`, `per_class_accuracy.png`, `genotype.jsonl`.
+        `alphas.png`, `schedule.png`, `training.png` (losses and α movement),
+        `per_class_accuracy.png`, `genotype.jsonl`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +137,8 @@ def trial_artifact_files(
         figure = plots.architecture_figure(history, kept={g: e for g, e in kept.items() if e})
         files.append(plots.save_figure(figure, out / "alphas.png"))
     files.append(plots.save_figure(plots.schedule_figure(config, history), out / "schedule.png"))
+    if history:
+        files.append(plots.save_figure(plots.training_figure(history), out / "training.png"))
     if history:
         last = history[-1]
         figure = plots.per_class_figure(

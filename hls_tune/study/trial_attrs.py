@@ -21,16 +21,27 @@ def set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
 
 
 def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
-    """Per-epoch curves stored on a trial: metric values, μ and each group's α-LR."""
+    """Per-epoch curves stored on a trial: metric values, the training and validation loss
+    (and each BBN branch's), μ, each group's α-LR and each group's α movement."""
     attrs: dict[str, Any] = {
         "val_accuracy_per_epoch": [m.val_accuracy for m in history],
         "val_balanced_accuracy_per_epoch": [m.val_balanced_accuracy for m in history],
         "train_loss_per_epoch": [m.train_loss for m in history],
+        "val_loss_per_epoch": [m.val_loss for m in history],
         "mixing_ratio_per_epoch": [m.mixing_ratio for m in history],
     }
+    if history and history[0].branch_losses is not None:
+        for branch in history[0].branch_losses:
+            attrs[f"branch_loss_{branch}_per_epoch"] = [
+                (m.branch_losses or {}).get(branch) for m in history
+            ]
     if history:
         for group in history[0].alpha_lrs:
             attrs[f"alpha_lr_{group}_per_epoch"] = [m.alpha_lrs[group] for m in history]
+        for group in history[0].alpha_movement:
+            attrs[f"alpha_movement_{group}_per_epoch"] = [
+                m.alpha_movement.get(group) for m in history
+            ]
     return attrs
 
 

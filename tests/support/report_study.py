@@ -24,7 +24,7 @@ def expected_artifacts(*, with_history: bool = True) -> set[str]:
     if dot_available():
         names |= {f"cell_{cell}.svg" for cell in CELLS}
     if with_history:
-        names |= {"alphas.png", "per_class_accuracy.png"}
+        names |= {"alphas.png", "training.png", "per_class_accuracy.png"}
     return names
 
 
