@@ -1,10 +1,8 @@
 """Studies read well in Optuna's own tools: metric names, small user attributes, trials
-of other objectives ignored, the report's figures, and a legible cell diagram without
-Graphviz."""
+of other objectives ignored, and the report's figures."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -15,8 +13,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hls_tune.engine import plots
-from hls_tune.engine.nas.genotype import builtin_genotype
 from hls_tune.study.report import _curves_figure
 from hls_tune.study.study import (
     CONFIG_ATTR,
@@ -200,52 +196,3 @@ def test_the_learning_curve_figure_has_a_legend(tools_study):
     assert legend is not None
     labels = [text.get_text() for text in legend.get_texts()]
     assert labels == [f"trial {t.number}" for t in own]
-
-
-def _text_boxes(figure):
-    """Every label's extent (with its box) in display pixels, after a draw: node and op
-    labels, titles (the hidden axes' tick labels are not drawn)."""
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    texts = [*figure.texts]
-    for axes in figure.axes:
-        texts += [*axes.texts, axes.title]
-    boxes = []
-    for text in texts:
-        if not text.get_visible() or not text.get_text():
-            continue
-        patch = text.get_bbox_patch()
-        extent = (patch or text).get_window_extent(renderer)
-        boxes.append((text.get_text(), extent))
-    return boxes
-
-
-@pytest.mark.parametrize(
-    ("name", "cell"),
-    [
-        ("darts_v2", "normal"),
-        ("darts_v2", "reduce"),
-        ("pc_darts", "normal"),
-        ("pc_darts", "reduce"),
-    ],
-)
-def test_the_matplotlib_cell_diagram_labels_neither_overlap_nor_leave_the_figure(name, cell):
-    genotype = builtin_genotype(name)
-    edges, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
-    figure = plots._cell_figure(edges, concat, f"{name} {cell} cell")
-    boxes = _text_boxes(figure)
-    labels = [label for label, _ in boxes]
-    assert sorted(op for op, _ in edges) == sorted(
-        label for label in labels if label in dict(edges)
-    )
-    bounds = figure.bbox
-    for label, extent in boxes:
-        inside = (
-            extent.x0 >= bounds.x0
-            and extent.y0 >= bounds.y0
-            and extent.x1 <= bounds.x1
-            and extent.y1 <= bounds.y1
-        )
-        assert inside, (label, extent, bounds)
-    for (first, a), (second, b) in itertools.combinations(boxes, 2):
-        assert not a.overlaps(b), (first, second, a, b)

@@ -1,11 +1,10 @@
-"""adapt_head (SPEC §5): the shared source supernet cache, the α phase that lets the
-target choose the architecture, and every adapt_mode."""
+"""hls_tune/engine/adapt.py: adapt_head (SPEC §5), the α phase that lets the target choose
+the architecture, and every adapt_mode."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import optuna
 import pytest
 import torch
 
@@ -13,25 +12,10 @@ from hls_tune import engine
 from hls_tune.engine import adapt
 from hls_tune.engine.datasets import prepare_data
 from hls_tune.engine.epochs import RunHooks
-from hls_tune.engine.settings import ADAPT_MODES, DataConfig, SearchConfig
-from hls_tune.engine.source import source_key, source_supernet
-from tests.support.helpers import hls_tune, start_hls_tune
-
-DATA = DataConfig(
-    dataset="digits", image_size=8, imbalance_ratio=10, val_fraction=0.15,
-    max_per_class=30, val_per_class=10, many_above=20, few_below=8,
-)  # fmt: skip
-# The per-op reference supernet (fused=False) is bit-for-bit deterministic on the CPU.
-ADAPT = dict(
-    method="adapt_head", data=DATA, channels=4, layers=3, epochs=1, head_epochs=1,
-    adapt_alpha_epochs=2, batch_size=16, flip=False, crop_padding=1, device="cpu",
-    weight_lr=0.1, alpha_lr=0.05, fused=False,
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def target():
-    return prepare_data(DATA)
+from hls_tune.engine.settings import ADAPT_MODES, SearchConfig
+from hls_tune.engine.source import source_supernet
+from tests.support.adapt_study import ADAPT, ADAPT_STUDY, DATA
+from tests.support.helpers import hls_tune
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +49,6 @@ def test_every_adapt_mode_runs_and_reports_each_adaptation_epoch(mode, target, c
     assert result.source["epochs"] == 1
     if mode == "none":  # the source supernet as is
         assert result.genotype.to_dict() == result.source["genotype"]
-
-
-def test_the_source_key_depends_only_on_the_source_settings(target):
-    config = SearchConfig(**ADAPT)
-    key = source_key(config, target)
-    for change in (
-        dict(adapt_mode="finetune"), dict(head_epochs=3), dict(reweight="effective_number"),
-        dict(adapt_alpha_epochs=0), dict(fused=True), dict(eval_batch_size=7),
-    ):  # fmt: skip
-        assert source_key(dataclasses.replace(config, **change), target) == key, change
-    for change in (dict(epochs=2), dict(seed=1), dict(channels=6), dict(alpha_lr=0.1)):
-        assert source_key(dataclasses.replace(config, **change), target) != key, change
-    other_split = prepare_data(dataclasses.replace(DATA, seed=1))
-    assert source_key(config, other_split) != key  # other held-out images
 
 
 def test_the_alpha_phase_lets_the_target_choose_the_architecture(target, cache):
@@ -142,66 +112,6 @@ def test_adapt_head_resumes_across_the_phase_boundary_exactly(target, cache, tmp
     assert resumed.resumed_from_epoch == 1 and not resumed.source["built"]
     assert [m.val_accuracy for m in resumed.history] == [m.val_accuracy for m in whole.history]
     assert resumed.genotype == whole.genotype and resumed.test_accuracy == whole.test_accuracy
-
-
-ADAPT_STUDY = """
-[study]
-name = "adapt"
-metric = "val_balanced_accuracy"
-n_trials = 2
-[study.sampler]
-type = "grid"
-[study.pruner]
-type = "none"
-
-[data]
-dataset = "digits"
-image_size = 8
-val_fraction = 0.15
-imbalance_ratio = 10
-max_per_class = 30
-val_per_class = 10
-many_above = 20
-few_below = 8
-
-[engine]
-method = "adapt_head"
-channels = 4
-layers = 3
-epochs = 2
-head_epochs = 1
-adapt_alpha_epochs = 1
-batch_size = 16
-flip = false
-crop_padding = 1
-device = "cpu"
-fused = false
-
-[space]
-adapt_mode = {ADAPT_MODES}
-"""
-
-
-@pytest.mark.slow
-def test_two_workers_started_together_search_the_source_once_and_share_it(tmp_path):
-    study_file = tmp_path / "adapt.toml"
-    study_file.write_text(ADAPT_STUDY.replace("{ADAPT_MODES}", '["head_ce", "finetune"]'))
-    url = f"sqlite:///{tmp_path / 'adapt.db'}"
-    assert hls_tune("study", "create", str(study_file), "--storage", url).returncode == 0
-    worker = ("worker", "--study", "adapt", "--storage", url, "--no-progress")
-    checkpoints = tmp_path / "ck"
-    workers = [start_hls_tune(*worker, "--checkpoint-dir", str(checkpoints)) for _ in "ab"]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
-    study = optuna.load_study(study_name="adapt", storage=url)
-    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert sorted(t.params["adapt_mode"] for t in trials) == ["finetune", "head_ce"]
-    sources = [t.user_attrs["source_supernet"] for t in trials]
-    assert len({s["key"] for s in sources}) == 1  # both trials adapted one source
-    assert sorted(s["built"] for s in sources) == [False, True]  # searched exactly once
-    assert [p.name for p in (checkpoints / "sources").glob("*.pt")] == [
-        f"source-{sources[0]['key']}.pt"
-    ]
 
 
 @pytest.mark.parametrize(

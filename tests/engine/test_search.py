@@ -1,56 +1,19 @@
-"""The search loop: every method runs, resume is exact, non-finite loss stops clearly."""
+"""hls_tune/engine/search.py: every method runs, resume is exact, a non-finite loss stops it."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 import torch
 
 from hls_tune import engine
-from hls_tune.engine.datasets import prepare_data
-from hls_tune.engine.device import resolve_device
 from hls_tune.engine.epochs import RunHooks
-from hls_tune.engine.losses import class_loss_weights
 from hls_tune.engine.schedules import HLSSchedule, LevelSchedule, MixingRatio
 from hls_tune.engine.search import Search, _loss_and_accuracy
-from hls_tune.engine.settings import METHODS, DataConfig, SearchConfig
+from hls_tune.engine.settings import METHODS
 from hls_tune.errors import ConfigError, NonFiniteLossError
+from tests.support.tiny_search import tiny_config
 
 CPU = torch.device("cpu")
-
-TINY_DATA = DataConfig(
-    dataset="digits",
-    image_size=8,
-    imbalance_ratio=10,
-    val_fraction=0.15,
-    many_above=30,
-    few_below=10,
-    max_per_class=60,
-    val_per_class=10,
-)
-
-
-def tiny_config(**overrides) -> SearchConfig:
-    values = dict(
-        method="hls",
-        data=TINY_DATA,
-        channels=4,
-        layers=3,
-        epochs=2,
-        batch_size=32,
-        flip=False,
-        crop_padding=1,
-        device="cpu",
-        alpha_lr=3e-3,
-        schedule=HLSSchedule(shared=LevelSchedule("cosine", b1=0.2), mixing=MixingRatio("cosine")),
-    )
-    return SearchConfig(**values | overrides)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return prepare_data(TINY_DATA)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -209,29 +172,6 @@ def test_the_second_order_alpha_gradient_under_bf16_autocast_is_the_float32_one(
     assert _relative_error(grads["bf16"], grads["off"]) < 1e-5
 
 
-def test_reweighting_gives_rare_classes_larger_weights():
-    counts = torch.tensor([100, 10, 1])
-    for kind in ("inverse", "effective_number"):
-        weights = class_loss_weights(counts, kind, 0.999)
-        assert weights[0] < weights[1] < weights[2]
-        assert weights.mean() == pytest.approx(1.0)
-
-
-def test_device_auto_is_cpu_without_a_gpu_and_cuda_without_one_is_an_error():
-    if torch.cuda.is_available():
-        assert resolve_device("auto").type == "cuda"
-    else:
-        assert resolve_device("auto").type == "cpu"
-        with pytest.raises(ConfigError, match="no CUDA device"):
-            resolve_device("cuda:0")
-
-
-def test_search_config_round_trips_through_its_dict():
-    config = tiny_config(method="darts_reweight", second_order=True)
-    assert SearchConfig.from_dict(config.to_dict()) == config
-    assert dataclasses.replace(config, device="cuda").fingerprint() == config.fingerprint()
-
-
 @pytest.mark.parametrize("method", ["darts", "hls"])
 def test_alpha_is_frozen_before_alpha_start_epoch_and_moves_from_it(method, data):
     from hls_tune.engine.search import Search
@@ -247,11 +187,6 @@ def test_alpha_is_frozen_before_alpha_start_epoch_and_moves_from_it(method, data
         not torch.equal(now.detach(), start)
         for start, now in zip(before, search.arch_params, strict=True)
     )
-
-
-def test_alpha_start_epoch_must_leave_an_epoch_for_alpha():
-    with pytest.raises(ConfigError, match="alpha_start_epoch must be below epochs"):
-        tiny_config(epochs=2, alpha_start_epoch=2)
 
 
 # 0 and 15 of 50 (PC-DARTS' recipe), and a value drawn once (seed 23) between them

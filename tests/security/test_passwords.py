@@ -111,11 +111,6 @@ def test_commands_print_no_password_and_no_traceback(tmp_path: Path, password: s
         assert not _leaks(output), output
 
 
-def test_two_slash_sqlite_url_is_refused_with_a_hint() -> None:
-    with pytest.raises(ConfigError, match=r"three slashes.*did you mean sqlite:///x\.db"):
-        describe("sqlite://x.db")
-
-
 def test_the_list_of_allowed_forms_is_not_redacted() -> None:
     with pytest.raises(ConfigError) as error:
         describe("nosuch://u:pw@h/db")

@@ -59,13 +59,3 @@ def test_a_symlink_at_the_final_name_is_refused(tmp_path: Path, writer: str) -> 
         WRITERS[writer](final)
     assert victim.read_text() == "precious\n" and final.is_symlink()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def test_force_replaces_the_link_not_its_target(tmp_path: Path) -> None:
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious\n")
-    final = tmp_path / "result.json"
-    final.symlink_to(victim)
-    atomic_write_text(final, "new\n", force=True)
-    assert victim.read_text() == "precious\n"
-    assert not final.is_symlink() and final.read_text() == "new\n"

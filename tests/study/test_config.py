@@ -1,4 +1,4 @@
-"""Study files: the shipped ones load; bad files fail with one message naming key and value."""
+"""hls_tune/study/config.py: study files load; a bad one fails naming the key and the value."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hls_tune.engine.schedules import default_schedule
 from hls_tune.engine.settings import SearchConfig
 from hls_tune.errors import ConfigError
 from hls_tune.study.config import config_with, load_study_file, parse_study_text
+from tests.support.evaluate_study import _text
 from tests.support.helpers import REPO_ROOT
 
 STUDIES = REPO_ROOT / "studies"
@@ -201,3 +202,72 @@ def test_a_levels_breakpoint_without_its_shape_is_refused_naming_both_keys():
         parse_study_text(text)
     # with the preset as the start, the backbone level has a shape: its b1 matters
     parse_study_text(text.replace('alpha_lr_shape = ["cosine"]\nhead_rebalancing', "backbone"))
+
+
+def test_an_evaluate_table_parses_into_its_settings():
+    parsed = parse_study_text(_text('objective = "architecture"\n'))
+    assert parsed.evaluate is not None
+    assert (parsed.evaluate.epochs, parsed.evaluate.seeds, parsed.evaluate.cutout) == (2, 1, 0)
+    assert parsed.study.objective == "architecture" and not parsed.study.multi_objective
+
+
+@pytest.mark.parametrize(
+    ("study_lines", "evaluate", "message"),
+    [
+        ("", "[evaluate]\nepoch = 3\n", "unknown key evaluate.epoch (did you mean 'epochs'?)"),
+        ("", "[evaluate]\nseeds = 0\n", "evaluate.seeds must be an integer >= 1 but got 0"),
+        ("", '[evaluate]\ncutout = "yes"\n', "evaluate.cutout must be an integer but got 'yes'"),
+        ("", "[evaluate]\ncutout = false\n", "evaluate.cutout must be a side in pixels"),
+        ("", "[evaluate]\nweight_lr = 0\n", "evaluate.weight_lr must be in (0.0, inf) but got 0"),
+        ("", "[evaluate]\nlr = 0.1\n", "unknown key evaluate.lr: it is evaluate.weight_lr"),
+        ('objective = "architecture"\n', "", "needs an [evaluate] table"),
+        ('objective = "trained"\n', "", "study.objective must be one of"),
+        (
+            'objective = "architecture"\ndirections = ["maximize", "minimize"]\n',
+            "median",
+            'study.pruner.type must be "none" with study.directions',
+        ),
+        (
+            'directions = ["maximize", "minimize"]\n',
+            None,
+            'study.directions needs study.objective = "architecture"',
+        ),
+        (
+            'objective = "architecture"\ndirections = ["maximize"]\n',
+            None,
+            "study.directions must be two of maximize, minimize",
+        ),
+        ('size_objective = "architecture_madds"\n', None, "needs study.directions"),
+        (
+            "",
+            '[evaluate]\ntrains_on = ["balanced"]\n',
+            'evaluate.trains_on must include "longtail" (the architecture trained on the '
+            "long-tailed set gives the trial's accuracy) but got ['balanced']",
+        ),
+        *(
+            (
+                "",
+                f"[evaluate]\ntrains_on = {value}\n",
+                'evaluate.trains_on must be a list of distinct names from "longtail", '
+                f'"balanced" but got {shown}',
+            )
+            for value, shown in [
+                ('"longtail"', "'longtail'"),
+                ("[]", "[]"),
+                ('["longtail", "lt"]', "['longtail', 'lt']"),
+                ('["longtail", "longtail"]', "['longtail', 'longtail']"),
+                ('["longtail", 1]', "['longtail', 1]"),
+            ]
+        ),
+    ],
+)
+def test_bad_evaluate_and_objective_settings_name_the_key(study_lines, evaluate, message):
+    if evaluate == "median":
+        text = _text(study_lines, pruner="median")
+    elif evaluate is None:
+        text = _text(study_lines)
+    else:
+        text = _text(study_lines, evaluate)
+    with pytest.raises(ConfigError) as error:
+        parse_study_text(text)
+    assert message in str(error.value)

@@ -13,25 +13,11 @@ import torch
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
-from hls_tune.errors import ConfigError
-from hls_tune.study.config import parse_study_text
 from hls_tune.study.study import trial_metrics
-from tests.support.helpers import TINY_STUDY, hls_tune, start_hls_tune, write_study
+from tests.support.evaluate_study import EVALUATE
+from tests.support.helpers import hls_tune, start_hls_tune, write_study
 
 FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "3")
-
-EVALUATE = """
-[evaluate]
-channels = 4
-layers = 3
-epochs = {epochs}
-batch_size = 32
-weight_lr = 0.05
-cutout = 0
-drop_path = 0.0
-auxiliary_weight = 0.0
-seeds = {seeds}
-"""
 
 
 def _write(
@@ -78,126 +64,6 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 # --- validation -------------------------------------------------------------------------
-
-
-def _text(
-    study_lines: str = "", evaluate: str = EVALUATE.format(epochs=2, seeds=1), pruner: str = "none"
-) -> str:
-    base = TINY_STUDY.format(name="t", n_trials=1, epochs=2, pruner=pruner)
-    return base.replace("[study]\n", "[study]\n" + study_lines, 1) + evaluate
-
-
-def test_an_evaluate_table_parses_into_its_settings():
-    parsed = parse_study_text(_text('objective = "architecture"\n'))
-    assert parsed.evaluate is not None
-    assert (parsed.evaluate.epochs, parsed.evaluate.seeds, parsed.evaluate.cutout) == (2, 1, 0)
-    assert parsed.study.objective == "architecture" and not parsed.study.multi_objective
-
-
-@pytest.mark.parametrize(
-    ("study_lines", "evaluate", "message"),
-    [
-        ("", "[evaluate]\nepoch = 3\n", "unknown key evaluate.epoch (did you mean 'epochs'?)"),
-        ("", "[evaluate]\nseeds = 0\n", "evaluate.seeds must be an integer >= 1 but got 0"),
-        ("", '[evaluate]\ncutout = "yes"\n', "evaluate.cutout must be an integer but got 'yes'"),
-        ("", "[evaluate]\ncutout = false\n", "evaluate.cutout must be a side in pixels"),
-        ("", "[evaluate]\nweight_lr = 0\n", "evaluate.weight_lr must be in (0.0, inf) but got 0"),
-        ("", "[evaluate]\nlr = 0.1\n", "unknown key evaluate.lr: it is evaluate.weight_lr"),
-        ('objective = "architecture"\n', "", "needs an [evaluate] table"),
-        ('objective = "trained"\n', "", "study.objective must be one of"),
-        (
-            'objective = "architecture"\ndirections = ["maximize", "minimize"]\n',
-            "median",
-            'study.pruner.type must be "none" with study.directions',
-        ),
-        (
-            'directions = ["maximize", "minimize"]\n',
-            None,
-            'study.directions needs study.objective = "architecture"',
-        ),
-        (
-            'objective = "architecture"\ndirections = ["maximize"]\n',
-            None,
-            "study.directions must be two of maximize, minimize",
-        ),
-        ('size_objective = "architecture_madds"\n', None, "needs study.directions"),
-        (
-            "",
-            '[evaluate]\ntrains_on = ["balanced"]\n',
-            'evaluate.trains_on must include "longtail" (the architecture trained on the '
-            "long-tailed set gives the trial's accuracy) but got ['balanced']",
-        ),
-        *(
-            (
-                "",
-                f"[evaluate]\ntrains_on = {value}\n",
-                'evaluate.trains_on must be a list of distinct names from "longtail", '
-                f'"balanced" but got {shown}',
-            )
-            for value, shown in [
-                ('"longtail"', "'longtail'"),
-                ("[]", "[]"),
-                ('["longtail", "lt"]', "['longtail', 'lt']"),
-                ('["longtail", "longtail"]', "['longtail', 'longtail']"),
-                ('["longtail", 1]', "['longtail', 1]"),
-            ]
-        ),
-    ],
-)
-def test_bad_evaluate_and_objective_settings_name_the_key(study_lines, evaluate, message):
-    if evaluate == "median":
-        text = _text(study_lines, pruner="median")
-    elif evaluate is None:
-        text = _text(study_lines)
-    else:
-        text = _text(study_lines, evaluate)
-    with pytest.raises(ConfigError) as error:
-        parse_study_text(text)
-    assert message in str(error.value)
-
-
-def test_trains_on_defaults_to_the_long_tailed_set_and_orders_the_sets():
-    assert parse_study_text(_text()).evaluate.trains_on == ("longtail",)
-    both = _text(evaluate='[evaluate]\ntrains_on = ["balanced", "longtail"]\n')
-    assert parse_study_text(both).evaluate.trains_on == ("longtail", "balanced")
-
-
-def test_a_trial_trained_on_both_sets_records_both_and_compare_ranks_them():
-    """trains_on = ["longtail", "balanced"]: each seed trains on both sets, the value stays
-    the long-tailed training's, and `compare` rank-correlates the two over the trials."""
-    from hls_tune.study.compare import compare_study
-    from hls_tune.study.objective import Objective
-
-    evaluate = EVALUATE.format(epochs=2, seeds=1) + 'trains_on = ["longtail", "balanced"]\n'
-    study_file = parse_study_text(
-        _text('objective = "architecture"\n', evaluate).replace("epochs = 2\n", "epochs = 1\n", 1)
-    )
-    # A pruner that would stop any trial from step 2 on (no accuracy reaches 1.1): only the
-    # long-tailed training (steps 0-1) is on the pruner's axis; the balanced one, trained
-    # after the value is known, is recorded beside it and never reaches the pruner.
-    pruner = optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=2)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(0), pruner=pruner
-    )
-    study.optimize(Objective(study_file, device="cpu"), n_trials=3)
-    trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    for trial in trials:
-        attrs = trial.user_attrs
-        longtail = attrs["architecture_val_balanced_accuracy"]
-        balanced = attrs["architecture_balanced_val_balanced_accuracy"]
-        assert trial.value == longtail
-        assert attrs["architecture_balanced_val_balanced_accuracy_seeds"] == [balanced]
-        assert 0.0 <= attrs["architecture_balanced_test_balanced_accuracy"] <= 1.0
-        assert set(attrs["architecture_balanced_shot_accuracy"]) <= {"many", "medium", "few"}
-        # the long-tailed training's epochs 0-1 are the steps; the balanced training's
-        # curve is recorded beside them
-        assert sorted(trial.intermediate_values) == [0, 1]
-        assert trial.intermediate_values[1] == pytest.approx(longtail)
-        curves = trial.system_attrs["hls_tune:evaluation_history"]
-        assert curves["balanced-seed-0"][-1] == pytest.approx(balanced)
-    tau = compare_study(study, "val_balanced_accuracy").balanced_predicts_longtail
-    assert tau is not None and tau.n == 3
 
 
 def test_study_create_rejects_a_bad_evaluate_table_with_exit_2_and_writes_nothing(tmp_path):

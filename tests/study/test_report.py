@@ -1,10 +1,9 @@
-"""Per-trial artifacts, dashboard notes, the figures and `hls-tune report`."""
+"""hls_tune/study/report.py: `hls-tune report`'s page; and every trial's artifacts and note."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import re
 from pathlib import Path
@@ -17,28 +16,15 @@ from optuna_dashboard import get_note
 from PIL import Image
 
 from hls_tune import engine
-from hls_tune.engine import plots
-from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
+from hls_tune.engine.nas.genotype import Genotype
 from hls_tune.errors import NonFiniteLossError
-from hls_tune.study.artifacts import ARTIFACTS_ENV, artifacts_dir, open_artifact_store
 from hls_tune.study.config import load_study_file
 from hls_tune.study.objective import Objective
 from hls_tune.study.report import write_report
 from hls_tune.study.study import trial_genotype
-from hls_tune.study.trial_artifacts import genotype_rows
-from tests.support.helpers import hls_tune, require_program, write_study
+from tests.support.helpers import hls_tune, write_study
+from tests.support.pngs import assert_png
 from tests.support.report_study import N_TRIALS, expected_artifacts, finished_study
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(data: bytes) -> None:
-    """Nonzero, a PNG signature, and PIL reads it through without error."""
-    assert len(data) > 100 and data.startswith(PNG_SIGNATURE)
-    with Image.open(io.BytesIO(data)) as image:
-        image.verify()
-    with Image.open(io.BytesIO(data)) as image:
-        assert image.width > 50 and image.height > 50
 
 
 def artifacts_by_name(
@@ -142,47 +128,6 @@ def test_a_diverged_trial_still_gets_its_figures(tmp_path, monkeypatch):
     assert "## Trial 0: fail" in note and "non-finite" in note
 
 
-def test_cell_diagrams_draw_without_graphviz(tmp_path):
-    genotype = builtin_genotype("darts_v2")
-    path, engine = plots.cell_diagram(
-        genotype.normal, genotype.normal_concat, tmp_path / "normal.png", engine="matplotlib"
-    )
-    assert engine == "matplotlib"
-    assert_png(path.read_bytes())
-    svg, _ = plots.cell_diagram(
-        genotype.reduce, genotype.reduce_concat, tmp_path / "reduce.svg", engine="matplotlib"
-    )
-    assert b"<svg" in svg.read_bytes()
-
-
-def test_cell_diagrams_use_graphviz_where_dot_exists(tmp_path):
-    require_program("dot", "Graphviz renders the cell diagrams (apt-get install graphviz)")
-    genotype = builtin_genotype("pc_darts")
-    path, engine = plots.cell_diagram(genotype.normal, genotype.normal_concat, tmp_path / "n.png")
-    assert engine == "dot"
-    assert_png(path.read_bytes())
-    dot = plots.cell_dot(genotype.normal, genotype.normal_concat, "normal")
-    # every kept edge and every concatenated state appears in the graph
-    assert dot.count("->") == len(genotype.normal) + len(genotype.normal_concat)
-
-
-def test_genotype_rows_name_each_edge_and_its_weight():
-    genotype = builtin_genotype("darts_v2")
-    uniform = {g: [[1 / 8] * 8 for _ in range(14)] for g in ("backbone_normal", "backbone_reduce")}
-    rows = genotype_rows(genotype, uniform)
-    assert len(rows) == 16
-    assert rows[0] == {
-        "cell": "normal",
-        "node": 0,
-        "input": 0,
-        "input_state": "c_{k-2}",
-        "op": "sep_conv_3x3",
-        "in_output": True,
-        "op_weight": 0.125,
-    }
-    assert rows[14]["input_state"] == "node 0" and rows[14]["op"] == "skip_connect"
-
-
 def _embedded_pngs(page: str) -> list[bytes]:
     return [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
 
@@ -236,32 +181,3 @@ def test_report_of_a_study_with_fewer_than_two_complete_trials(tmp_path):
     for data in _embedded_pngs(page):
         assert_png(data)
     assert len(_embedded_pngs(page)) == 6  # no genotype, so no cell diagrams
-
-
-def test_the_artifact_directory_comes_from_the_option_then_the_environment(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(ARTIFACTS_ENV, raising=False)
-    assert artifacts_dir() == tmp_path / "artifacts"
-    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path / "from-env"))
-    assert artifacts_dir() == tmp_path / "from-env"
-    assert artifacts_dir("given") == tmp_path / "given"
-    store = open_artifact_store()
-    assert (tmp_path / "from-env").is_dir() and store is not None
-
-
-def test_the_schedule_figure_draws_each_groups_own_curve():
-    """Per-group schedules: the preset's backbone curve decays, the heads follow μ and
-    1 − μ; each line is that group's own lr_g(t), and the title names each family's shape."""
-    from hls_tune.engine.settings import SearchConfig
-
-    config = SearchConfig(method="hls", epochs=10)
-    figure = plots.schedule_figure(config, points=11)
-    lr_axes = next(a for a in figure.axes if a.get_ylabel() == "α learning rate")
-    lines = {line.get_label(): line for line in lr_axes.get_lines() if line.get_label()[0] != "_"}
-    ts = [i / 10 for i in range(11)]
-    for group in ("backbone_normal", "backbone_reduce", "head_conventional", "head_rebalancing"):
-        expected = [config.schedule.alpha_lrs(config.alpha_lr, t)[group] for t in ts]
-        assert list(lines[group].get_ydata()) == pytest.approx(expected)
-    assert lines["backbone_normal"].get_ydata()[-1] == pytest.approx(0.1 * config.alpha_lr)
-    assert lines["head_rebalancing"].get_ydata()[-1] == pytest.approx(config.alpha_lr)
-    assert "backbone cosine, heads constant" in lr_axes.get_title()

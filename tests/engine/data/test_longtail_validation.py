@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 import torch
 from PIL import Image
@@ -24,8 +23,6 @@ from hls_tune.engine.settings import DataConfig
 from hls_tune.engine.train import TrainConfig, _Training
 from hls_tune.errors import ConfigError
 from hls_tune.study.config import load_study_file, parse_study_text
-from hls_tune.study.objective import Objective
-from hls_tune.study.study import trial_history
 from tests.support.helpers import REPO_ROOT, hls_tune, write_study
 
 CPU = torch.device("cpu")
@@ -179,22 +176,6 @@ def test_the_demo_validates_every_class_on_unused_images():
         warnings.simplefilter("error")  # a fallback would warn
         data = prepare_data(data_config)
     _check_balanced_and_disjoint(data, data_config.val_per_class)
-
-
-def test_the_default_metric_is_balanced_and_the_pruner_sees_the_optimised_value(tmp_path):
-    # A long-tailed validation split, where top-1 and balanced accuracy differ.
-    path = write_study(tmp_path / "s.toml", epochs=2, pruner="median")
-    path.write_text(path.read_text().replace("[data]\n", '[data]\nval_source = "longtail_split"\n'))
-    study_file = load_study_file(path)
-    assert study_file.study.metric == "val_balanced_accuracy"
-    study = optuna.create_study(direction="maximize")
-    study.optimize(Objective(study_file, device="cpu"), n_trials=1)
-    trial = study.trials[0]
-    curves = trial_history(trial)
-    balanced = curves["val_balanced_accuracy_per_epoch"]
-    assert balanced != curves["val_accuracy_per_epoch"]  # the test can tell them apart
-    assert [trial.intermediate_values[e] for e in range(2)] == balanced
-    assert trial.value == balanced[-1]
 
 
 def test_training_uses_the_whole_long_tailed_set_and_the_balanced_validation_set():

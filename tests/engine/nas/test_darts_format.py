@@ -1,150 +1,33 @@
-"""Genotypes in and out in the forms DARTS users have: the original genotypes.py, the
-Genotype(...) line DARTS logs during search, DARTS' names, and `hls-tune export --format py`
-as a module plain Python imports."""
+"""hls_tune/engine/nas/darts_format.py: a DARTS genotypes.py read without running it and
+written back; end to end, `hls-tune train` takes each DARTS form and `hls-tune export
+--format py` writes a module plain Python imports."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
-from collections import namedtuple
 from pathlib import Path
 
 import optuna
 import pytest
 
-from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype
+from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
+from hls_tune.engine.nas.genotype import BUILTIN_GENOTYPES, Genotype, builtin_genotype
 from hls_tune.engine.train import load_genotype
 from hls_tune.errors import ConfigError
 from hls_tune.study.study import trial_genotype
+from tests.support.genotypes import (
+    DARTS_GENOTYPES_PY,
+    DARTS_V1,
+    DARTS_V2,
+    ORIGINAL_DARTS_V2_LINE,
+    PC_DARTS,
+    SEARCH_LOG,
+    darts_repr,
+)
 from tests.support.helpers import hls_tune, write_study
-
-DARTS_V1, DARTS_V2 = BUILTIN_GENOTYPES["darts_v1"], BUILTIN_GENOTYPES["darts_v2"]
-PC_DARTS = BUILTIN_GENOTYPES["pc_darts"]
-
-# The namedtuple of the original DARTS code: its repr is the line DARTS logs every epoch.
-DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
-
-
-def darts_repr(genotype: Genotype) -> str:
-    """``Genotype(normal=[...], normal_concat=range(2, 6), ...)``, as DARTS prints it."""
-    return repr(
-        DartsGenotype(
-            normal=list(genotype.normal),
-            normal_concat=range(2, 6),
-            reduce=list(genotype.reduce),
-            reduce_concat=range(2, 6),
-        )
-    )
-
-
-# A genotypes.py laid out like the original DARTS one: PRIMITIVES, a NASNet cell with an op
-# hls-tune does not have, the two DARTS cells and the DARTS alias.
-DARTS_GENOTYPES_PY = "\n".join(
-    [
-        "from collections import namedtuple",
-        "",
-        "Genotype = namedtuple('Genotype', 'normal normal_concat reduce reduce_concat')",
-        "",
-        "PRIMITIVES = ['none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect',",
-        "              'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']",
-        "",
-        "NASNet = Genotype(",
-        "  normal = [('sep_conv_5x5', 1), ('sep_conv_7x7', 0)],",
-        "  normal_concat = [2],",
-        "  reduce = [('skip_connect', 0), ('skip_connect', 1)],",
-        "  reduce_concat = [2],",
-        ")",
-        f"DARTS_V1 = {darts_repr(DARTS_V1)}",
-        f"DARTS_V2 = {darts_repr(DARTS_V2)}",
-        "",
-        "DARTS = DARTS_V2",
-        "",
-    ]
-)
-
-# Lines as DARTS' train_search.py logs them ('%(asctime)s %(message)s'), one per epoch.
-SEARCH_LOG = "\n".join(
-    [
-        "06/14 10:02:11 AM args = Namespace(batch_size=64, learning_rate=0.025)",
-        "06/14 10:02:15 AM epoch 0 lr 2.500000e-02",
-        f"06/14 10:02:15 AM genotype = {darts_repr(PC_DARTS)}",
-        "06/14 10:09:40 AM train_acc 41.300000",
-        "06/14 10:09:41 AM epoch 1 lr 2.497632e-02",
-        f"06/14 10:09:41 AM genotype = {darts_repr(DARTS_V1)}",
-        "06/14 10:17:02 AM valid_acc 52.100000",
-    ]
-)
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        ("DARTS_V1", DARTS_V1),
-        ("DARTS_V2", DARTS_V2),
-        ("DARTS", DARTS_V2),
-        ("darts", DARTS_V2),
-        ("PC_DARTS", PC_DARTS),
-        ("Pc_Darts", PC_DARTS),
-        (f"genotype = {darts_repr(PC_DARTS)}", PC_DARTS),
-        (darts_repr(DARTS_V1), DARTS_V1),
-    ],
-)
-def test_darts_names_and_a_logged_genotype_text_load(spec: str, expected: Genotype) -> None:
-    assert load_genotype(spec) == expected
-
-
-def test_a_darts_search_log_loads_its_last_genotype(tmp_path: Path) -> None:
-    log = tmp_path / "log.txt"
-    log.write_text(SEARCH_LOG)
-    assert load_genotype(str(log)) == DARTS_V1  # the last epoch's, not the first
-
-
-def test_a_file_holding_one_logged_genotype_line_loads(tmp_path: Path) -> None:
-    line = tmp_path / "genotype.txt"
-    line.write_text(f"genotype = {darts_repr(PC_DARTS)}\n")
-    assert load_genotype(str(line)) == PC_DARTS
-    bare = tmp_path / "bare.txt"
-    bare.write_text(darts_repr(DARTS_V2))
-    assert load_genotype(str(bare)) == DARTS_V2
-
-
-@pytest.mark.parametrize(("name", "expected"), [("DARTS_V2", DARTS_V2), ("DARTS", DARTS_V2)])
-def test_a_darts_genotypes_py_loads_the_named_genotype(
-    tmp_path: Path, name: str, expected: Genotype
-) -> None:
-    path = tmp_path / "genotypes.py"
-    path.write_text(DARTS_GENOTYPES_PY)
-    assert load_genotype(str(path), name=name) == expected
-    assert load_genotype(str(path), name="DARTS_V1") == DARTS_V1
-
-
-def test_a_genotypes_py_is_refused_without_a_name_or_with_an_unusable_one(tmp_path: Path) -> None:
-    path = tmp_path / "genotypes.py"
-    path.write_text(DARTS_GENOTYPES_PY)
-    with pytest.raises(ConfigError) as ambiguous:
-        load_genotype(str(path))
-    assert "choose one with --name: NASNet, DARTS_V1, DARTS_V2, DARTS" in str(ambiguous.value)
-    with pytest.raises(ConfigError, match="did you mean 'DARTS_V2'"):
-        load_genotype(str(path), name="DARTS_V3")
-    with pytest.raises(ConfigError, match=r"\(NASNet\): genotype.normal\[1\]: unknown op"):
-        load_genotype(str(path), name="NASNet")
-
-
-def test_a_genotypes_py_with_one_genotype_and_its_alias_needs_no_name(tmp_path: Path) -> None:
-    path = tmp_path / "genotypes.py"
-    path.write_text(f"PC_DARTS_cifar = {darts_repr(PC_DARTS)}\nPCDARTS = PC_DARTS_cifar\n")
-    assert load_genotype(str(path)) == PC_DARTS
-
-
-def test_a_genotypes_py_is_read_never_executed(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
-    path = tmp_path / "genotypes.py"
-    path.write_text(f"import os\nos.mkdir({str(marker)!r})\nG = {darts_repr(DARTS_V2)}\n")
-    with pytest.raises(ConfigError, match="line 1: unsupported statement 'import os'"):
-        load_genotype(str(path), name="G")
-    assert not marker.exists()
-
 
 TRAIN_TINY = (
     "--epochs", "1", "--channels", "4", "--layers", "3", "--batch-size", "32",
@@ -248,3 +131,100 @@ def test_export_py_imports_in_plain_python_and_every_genotype_round_trips(tmp_pa
     )
     assert result.returncode == 0, result.stderr
     assert "BBN network" in result.stderr
+
+
+def test_darts_python_module_parses_as_python_and_round_trips() -> None:
+    genotypes = {name: builtin_genotype(name) for name in BUILTIN_GENOTYPES}
+    text = darts_python_module(genotypes)
+    ast.parse(text)
+    lines = text.splitlines()
+    assert lines[0] == "from collections import namedtuple"
+    assert (
+        lines[2] == 'Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")'
+    )
+    assert parse_darts_python(text) == genotypes
+
+
+def test_darts_python_module_sanitises_names_into_identifiers() -> None:
+    text = darts_python_module(
+        {"trial-12 best": DARTS_V2, "3rd": DARTS_V2, "class": DARTS_V2, "Genotype": DARTS_V2}
+    )
+    assert list(parse_darts_python(text)) == ["trial_12_best", "_3rd", "class_", "Genotype_"]
+
+
+def test_darts_python_module_rejects_names_that_collide_after_sanitising() -> None:
+    with pytest.raises(
+        ConfigError, match="'pc-darts' and 'pc_darts' both become the Python name 'pc_darts'"
+    ):
+        darts_python_module({"pc-darts": DARTS_V2, "pc_darts": DARTS_V2})
+
+
+def test_parse_darts_python_reads_the_original_style_with_range_and_aliases() -> None:
+    text = "\n".join(
+        [
+            '"""Genotypes, as the original DARTS code writes them."""',
+            "from collections import namedtuple",
+            "",
+            "Genotype = namedtuple('Genotype', 'normal normal_concat reduce reduce_concat')",
+            "PRIMITIVES = ['none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect',",
+            "              'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']",
+            ORIGINAL_DARTS_V2_LINE,
+            "PC_DARTS_cifar = Genotype(",
+            "    normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0),",
+            "            ('dil_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 1),",
+            "            ('avg_pool_3x3', 0), ('dil_conv_3x3', 1)], normal_concat=range(2, 6),",
+            "    reduce=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('sep_conv_5x5', 1),",
+            "            ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), ('sep_conv_3x3', 3),",
+            "            ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=range(2, 6))",
+            "DARTS = DARTS_V2",
+        ]
+    )
+    parsed = parse_darts_python(text)
+    assert parsed == {
+        "DARTS_V2": DARTS_V2,
+        "PC_DARTS_cifar": BUILTIN_GENOTYPES["pc_darts"],
+        "DARTS": DARTS_V2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("import os", "line 1: unsupported statement 'import os'"),
+        ("x = eval('1')", "line 1: unsupported statement"),
+        ("__import__('os').system('true')", "unsupported statement"),
+        ("def f():\n    pass", "unsupported statement 'def f():'"),
+        ("G = Genotype(normal=", "DARTS genotype file: not valid Python (line 1"),
+        ("G = Genotype([], [2], [], [2])", "line 1 (G): pass the Genotype fields as keywords"),
+        ("G = Genotype(normal=make())", "line 1 (G) normal: only literal"),
+        ("G = Genotype(normal=[], heads=[])", "unknown Genotype field 'heads'"),
+        ("G = OTHER", "G = OTHER refers to no genotype defined above"),
+        ("Genotype = namedtuple('G', 'a b')", "Genotype fields must be normal normal_concat"),
+        ("Genotype = namedtuple('G', 5)", "Genotype fields must be normal normal_concat"),
+        ("PRIMITIVES = [1, 2]", "PRIMITIVES must be a list of op names"),
+        (
+            "\n" + ORIGINAL_DARTS_V2_LINE.replace("'dil_conv_3x3', 2", "'dil_conv_3x3', 9"),
+            "line 2 (DARTS_V2): genotype.normal[7]: input index 9 does not exist",
+        ),
+        (
+            "NASNet = Genotype(normal=[('sep_conv_5x5', 1), ('sep_conv_7x7', 0)], "
+            "normal_concat=[2], reduce=[('skip_connect', 0), ('skip_connect', 1)], "
+            "reduce_concat=[2])",
+            "(NASNet): genotype.normal[1]: unknown op 'sep_conv_7x7'",
+        ),
+    ],
+)
+def test_parse_darts_python_rejects_anything_but_genotype_assignments(
+    text: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_darts_python(text)
+    assert fragment in str(info.value)
+
+
+def test_parse_darts_python_never_executes_the_file(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    text = f"G = Genotype(normal=open({str(marker)!r}, 'w').write('x'))"
+    with pytest.raises(ConfigError):
+        parse_darts_python(text)
+    assert not marker.exists()

@@ -10,7 +10,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from hls_tune.engine import search
-from hls_tune.engine.device import amp_dtype
 from hls_tune.engine.nas import fused
 from hls_tune.engine.nas.fused import (
     FusedBbnDartsSupernet,
@@ -25,7 +24,6 @@ from hls_tune.engine.nas.supernet import (
     node_normalised_edge_weights,
 )
 from hls_tune.engine.settings import SearchConfig
-from hls_tune.errors import ConfigError
 
 RTOL, ATOL = 1e-4, 1e-5  # float32: outputs and BN buffers
 KINDS = {
@@ -454,22 +452,3 @@ def test_build_supernet_picks_fused_by_default_and_the_reference_on_request():
     )
     assert type(fast) is FusedDartsSupernet
     assert type(slow) is BbnDartsSupernet
-
-
-def test_speed_settings_are_validated_and_leave_the_fingerprint_alone():
-    base = SearchConfig()
-    assert (base.fused, base.channels_last, base.amp, base.compile) == (True, True, "auto", False)
-    with pytest.raises(ConfigError, match="amp must be one of auto, bf16, off but got 'fp16'"):
-        SearchConfig(amp="fp16")
-    with pytest.raises(ConfigError, match="fused must be a boolean but got 'yes'"):
-        SearchConfig(fused="yes")
-    slow = SearchConfig(fused=False, channels_last=False, amp="off", compile=True)
-    assert slow.fingerprint() == base.fingerprint()
-    assert SearchConfig.from_dict(slow.to_dict()) == slow
-
-
-def test_amp_auto_means_bf16_on_cuda_and_off_on_cpu():
-    assert amp_dtype("auto", torch.device("cpu")) is None
-    assert amp_dtype("auto", torch.device("cuda")) is torch.bfloat16
-    assert amp_dtype("bf16", torch.device("cpu")) is torch.bfloat16
-    assert amp_dtype("off", torch.device("cuda")) is None
