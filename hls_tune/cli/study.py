@@ -74,15 +74,11 @@ def study_create(study_file: Path, storage: str | None, name: str | None) -> Non
         f"metric {parsed.study.metric}"
     )
     if created and parsed.base.method == "hls" and "method" not in parsed.sampled():
+        from hls_tune.study.space import preset_note
         from hls_tune.study.study import PRESET_ATTR, load_study
 
         preset = load_study(url, created_name).study.user_attrs.get(PRESET_ATTR)
-        click.echo(
-            "first trial: the paper-reading preset (enqueued)"
-            if preset == "paper_reading"
-            else "no paper-reading trial enqueued: the space cannot express the preset "
-            "(it ties the groups or fixes a contradicting value)"
-        )
+        click.echo(preset_note(parsed, queued=preset == "paper_reading"))
     if created:
         click.echo(f"next: hls-tune worker --study {_quote(created_name)}")
 

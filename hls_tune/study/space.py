@@ -175,7 +175,37 @@ def _preset_values() -> dict[str, Any]:
 
 
 def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
-    """The parameters of the paper-reading preset trial (SPEC §4) in this study's space.
+    """The parameters of the paper-reading preset trial (SPEC §4) to queue first in this
+    study: `preset_in_space`, except under the grid sampler, which runs exactly its grid
+    (an extra trial would repeat one of its points and leave another unrun); there the
+    preset runs as a grid point when the grid contains it (`preset_note` says which)."""
+    if study_file.study.sampler.type == "grid":
+        return None
+    return preset_in_space(study_file)
+
+
+def preset_note(study_file: StudyFile, queued: bool) -> str:
+    """One line for `study create` on the paper-reading trial of an HLS study."""
+    if queued:
+        return "first trial: the paper-reading preset (enqueued)"
+    if study_file.study.sampler.type == "grid":
+        if preset_in_space(study_file) is not None:
+            return (
+                "no extra paper-reading trial: the grid sampler runs exactly its grid, and the "
+                "preset is one of its points"
+            )
+        return (
+            "no paper-reading trial: the grid sampler runs exactly its grid, which does not "
+            "contain the preset"
+        )
+    return (
+        "no paper-reading trial enqueued: the space cannot express the preset "
+        "(it ties the groups or fixes a contradicting value)"
+    )
+
+
+def preset_in_space(study_file: StudyFile) -> dict[str, Any] | None:
+    """The parameters of the paper-reading preset (SPEC §4) in this study's space.
 
     Every sampled entry that names a schedule setting gets the preset's value (a span from
     the preset's breakpoints, a level's shape from the shape the preset gives that level's
@@ -184,8 +214,6 @@ def paper_reading_params(study_file: StudyFile) -> dict[str, Any] | None:
     express the preset (a fixed or out-of-range entry contradicts it): the trial built
     from the parameters must give every group the preset's learning rate at every point.
     """
-    if study_file.study.sampler.type == "grid":
-        return None
     method_spec = study_file.space.get("method")
     method = study_file.base.method if method_spec is None else method_spec.value
     if method != "hls" or (method_spec is not None and not method_spec.is_fixed):

@@ -252,3 +252,24 @@ def test_the_preset_trial_sets_exactly_the_schedule_entries_the_space_samples(sp
 
     text = '[study]\nname = "p"\n[data]\ndataset = "digits"\n[space]\n' + space
     assert paper_reading_params(parse_study_text(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("space", "line"),
+    [
+        ('mix_form = ["cosine", "parabolic"]\n', "the preset is one of its points"),
+        ('mix_form = ["linear", "parabolic"]\n', "which does not contain the preset"),
+    ],
+)
+def test_a_grid_study_queues_no_extra_preset_trial_and_says_whether_its_grid_holds_it(
+    space, line
+):
+    from hls_tune.study.space import paper_reading_params, preset_note
+
+    text = (
+        '[study]\nname = "p"\n[study.sampler]\ntype = "grid"\n'
+        '[data]\ndataset = "digits"\n[space]\n' + space
+    )
+    study_file = parse_study_text(text)
+    assert paper_reading_params(study_file) is None
+    assert line in preset_note(study_file, queued=False)
