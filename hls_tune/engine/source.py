@@ -8,9 +8,9 @@ exclusive lock, the others wait and load it).
 Choices **(ours)**: the balanced source is `data.dataset` with every class at the head
 count, the target's validation and test images left out (so the metric that drives the
 study is not measured on images the source search trained on); the cache key therefore
-includes a digest of those held-out images, and targets that hold out the same images
-(every ratio, with the shared validation pool of `data.val_pool = "shared"`) share one
-source.
+includes a digest of those held-out images, and only targets that hold out the same
+images share one source. The validation images are drawn from the images each imbalance
+ratio leaves unused, so today every ratio builds its own source.
 """
 
 from __future__ import annotations
