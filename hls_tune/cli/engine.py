@@ -199,11 +199,16 @@ def _genotype_label(spec: str, name: str | None) -> str:
 )
 @click.option("--download", is_flag=True, default=None, help="Download CIFAR when missing.")
 @click.option(
-    "--bbn/--plain",
-    default=None,
-    help="Bilateral-branch network or the plain DARTS network "
-    "(default: BBN for a genotype with head cells).",
+    "--network",
+    type=click.Choice(["plain", "bbn", "own"]),
+    default=_train_default("network"),
+    show_default=True,
+    help="plain: the genotype's backbone cells in DARTS' network; bbn: the bilateral-branch "
+    "network (a plain genotype's normal cell builds both heads); own: BBN for a genotype "
+    "with head cells, plain otherwise. The same choice as a study's [evaluate] network.",
 )
+@click.option("--bbn", "network", flag_value="bbn", help="Same as --network bbn.")
+@click.option("--plain", "network", flag_value="plain", help="Same as --network plain.")
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
@@ -302,8 +307,9 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     )
     overrides = {k: options.pop(k) for k in data_keys}
     data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
-    bbn = options.pop("bbn")
-    network = "bbn" if (cells.is_bbn if bbn is None else bbn) else "plain"
+    network = options.pop("network")
+    if network == "own":
+        network = "bbn" if cells.is_bbn else "plain"
     mixing = MixingRatio(options.pop("mix_form"))
     out: Path | None = options.pop("out")
     if out is not None:

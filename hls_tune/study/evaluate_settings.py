@@ -10,7 +10,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from hls_tune.engine.checks import check_type
+from hls_tune.engine.checks import check_choice, check_type
+from hls_tune.engine.schedules import MIX_FORMS
 from hls_tune.engine.settings import TrainConfig
 from hls_tune.errors import ConfigError
 from hls_tune.study.tables import reject_unknown
@@ -21,11 +22,20 @@ class EvaluateSettings:
     """The [evaluate] table: the proxy recipe that trains a trial's derived genotype.
 
     The network trains from scratch on the long-tailed training set (the search's weight
-    and α splits together) and is validated every epoch on the search's validation set;
-    BBN genotypes train as BBN networks with the trial's mixing-ratio form. The recipe keys
-    have `engine.TrainConfig`'s names, types and meaning (and its checks).
+    and α splits together) and is validated every epoch on the search's validation set.
+    One recipe for every genotype of a study (`network`), so that a comparison of methods
+    compares architectures, not training recipes. The recipe keys have
+    `engine.TrainConfig`'s names, types and meaning (and its checks).
 
     Args:
+        network: ``plain`` (default): every genotype's backbone cells (normal, reduce) in
+            DARTS' network with the plain loss; a BBN genotype's head cells are not used.
+            ``bbn``: every genotype as a BBN network (cumulative learning, the reversed
+            sampler, one backbone pass per branch batch) with the μ form `mix_form`; a plain
+            genotype's normal cell builds both heads. ``own``: a BBN genotype as BBN with its
+            trial's μ form, a plain one as plain (a methods grid then trains the BBN methods'
+            architectures with a long-tail method of their own).
+        mix_form: the μ(t) form of ``network = "bbn"`` (BBN's parabolic by default).
         channels: C of the first cells.
         layers: cells of the (shared) backbone.
         epochs: training epochs per seed.
@@ -43,6 +53,8 @@ class EvaluateSettings:
             `compare` can rank-correlate the two (IMB-NAS' claim).
     """
 
+    network: str = "plain"
+    mix_form: str = "parabolic"
     channels: int = 8
     layers: int = 5
     epochs: int = 10
@@ -55,15 +67,23 @@ class EvaluateSettings:
     trains_on: tuple[str, ...] = ("longtail",)
 
     def recipe(self) -> dict[str, Any]:
-        """The `TrainConfig` fields this table sets (every key but seeds and trains_on)."""
+        """The `TrainConfig` fields this table sets as they are (not network, mix_form,
+        seeds and trains_on, which `network_for` and the objective resolve)."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("seeds", "trains_on")
+            if f.name not in ("network", "mix_form", "seeds", "trains_on")
         }
+
+    def network_for(self, genotype_is_bbn: bool) -> str:
+        """The `TrainConfig.network` a genotype trains as under this table."""
+        if self.network == "own":
+            return "bbn" if genotype_is_bbn else "plain"
+        return self.network
 
 
 TRAINING_SETS = ("longtail", "balanced")
+EVALUATE_NETWORKS = ("plain", "bbn", "own")
 EVALUATE_KEYS = tuple(f.name for f in dataclasses.fields(EvaluateSettings))
 # Keys an earlier [evaluate] table used for what TrainConfig names otherwise.
 _RENAMED = {"lr": "weight_lr", "auxiliary": "auxiliary_weight"}
@@ -86,6 +106,12 @@ def parse_evaluate_table(raw: dict[str, Any]) -> EvaluateSettings:
     for key, value in raw.items():
         if key == "trains_on":
             continue
+        if key == "network":
+            check_choice("evaluate.network", value, EVALUATE_NETWORKS)
+            continue
+        if key == "mix_form":
+            check_choice("evaluate.mix_form", value, MIX_FORMS)
+            continue
         if key in ("cutout", "drop_path") and isinstance(value, bool):
             what = "a side in pixels (0: off)" if key == "cutout" else "a probability (0: off)"
             raise ConfigError(f"evaluate.{key} must be {what} but got {value!r}.")
@@ -93,6 +119,11 @@ def parse_evaluate_table(raw: dict[str, Any]) -> EvaluateSettings:
         if hints[key] is int and value < 1:
             raise ConfigError(f"evaluate.{key} must be an integer >= 1 but got {value!r}.")
     settings = EvaluateSettings(**raw)
+    if "mix_form" in raw and settings.network != "bbn":
+        raise ConfigError(
+            f"evaluate.mix_form has no effect unless evaluate.network = \"bbn\" but network is "
+            f"{settings.network!r} (own: a BBN genotype keeps its trial's μ form)."
+        )
     try:
         TrainConfig(**settings.recipe())
     except ConfigError as error:

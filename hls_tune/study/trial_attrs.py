@@ -10,6 +10,7 @@ import optuna
 
 from hls_tune import engine
 from hls_tune.engine.results import EpochMetrics, SearchResult
+from hls_tune.engine.schedules import MixingRatio
 from hls_tune.study import optuna_internals
 from hls_tune.study.config import EvaluateSettings
 from hls_tune.study.study import CONFIG_ATTR, GENOTYPE_ATTR, HISTORY_ATTR, METRICS_ATTR, SOURCE_ATTR
@@ -89,17 +90,19 @@ def evaluate_train_config(
 ) -> engine.TrainConfig:
     """The `TrainConfig` of evaluation seed `index` of a trial searched with `config`.
 
-    Same data, augmentation, device and (for a BBN genotype) mixing-ratio form as the
-    search; size and recipe from [evaluate]; seed `config.seed + index`.
+    Same data, augmentation and device as the search; the network (`[evaluate] network`:
+    plain, bbn, or the genotype's own) with its μ form (bbn: `[evaluate] mix_form`; own:
+    the trial's), size and recipe from [evaluate]; seed `config.seed + index`.
     """
+    own = settings.network == "own"
     return engine.TrainConfig(
         data=config.data,
-        network="bbn" if genotype.is_bbn else "plain",
+        network=settings.network_for(genotype.is_bbn),
         **settings.recipe(),
         head_cells=config.head_cells,
         crop_padding=config.crop_padding,
         flip=config.flip,
-        mixing=config.schedule.mixing,
+        mixing=config.schedule.mixing if own else MixingRatio(settings.mix_form),
         device=config.device,
         seed=config.seed + index,
         eval_batch_size=config.eval_batch_size,

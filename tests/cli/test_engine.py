@@ -1,4 +1,4 @@
-"""`hls-tune search` and `train` end to end: study-file overrides, --plain/--bbn, and resuming
+"""`hls-tune search` and `train` end to end: study-file overrides, --network, and resuming
 after a real interruption (the process is killed once an epoch checkpoint exists) to the
 same result as an uninterrupted run. Real processes, one torch thread, seeded runs."""
 
@@ -202,17 +202,17 @@ def test_train_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(
     assert _without_timing(metrics) == _without_timing(expected)
 
 
-def test_train_plain_overrides_a_bbn_genotype(
+def test_train_trains_plain_by_default_and_a_bbn_genotype_as_bbn_when_asked(
     study_file: Path, uninterrupted_search: tuple[Any, Path], tmp_path: Path
 ) -> None:
     result, searched = uninterrupted_search
     assert result.returncode == 0, result.stderr
-    genotype = str(searched / "genotype.json")  # has BBN head cells: BBN by default
+    genotype = str(searched / "genotype.json")  # has BBN head cells
     common = ["--epochs", "1", "--channels", "4", "--layers", "3", "--batch-size", "16"]
     common += ["--study-file", str(study_file), "--device", "cpu"]
-    for flag, network in (("--plain", "plain"), ("", "bbn")):
-        out = tmp_path / network
-        flags = [flag] if flag else []
+    # plain by default (the default of a study's [evaluate] network); own: its BBN heads
+    for flags, network in (([], "plain"), (["--network", "own"], "bbn"), (["--bbn"], "bbn")):
+        out = tmp_path / f"{network}{len(flags)}{''.join(flags)}"
         ran = hls_tune("train", genotype, *common, "--out", str(out), *flags, cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr
         metrics = _load(out)["metrics"]

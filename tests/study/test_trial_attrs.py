@@ -35,3 +35,48 @@ def test_a_plain_method_records_no_branch_losses():
     attrs = history_attrs(history)
     assert not any(key.startswith("branch_loss_") for key in attrs)
     assert attrs["mixing_ratio_per_epoch"] == [None]
+
+
+BBN_GENOTYPE_HEADS = {
+    "head_conventional": [["sep_conv_5x5", 0], ["dil_conv_3x3", 1]] * 4,
+    "head_rebalancing": [["skip_connect", 0], ["max_pool_3x3", 1]] * 4,
+}
+
+
+@pytest.mark.parametrize(
+    ("network", "table", "expected"),
+    [
+        # one recipe for every genotype: both plain, or both BBN with the study's μ form
+        ("plain", "", {"plain": ("plain", None), "bbn": ("plain", None)}),
+        ("bbn", 'mix_form = "linear"\n', {"plain": ("bbn", "linear"), "bbn": ("bbn", "linear")}),
+        # each genotype its own: a BBN genotype keeps its trial's μ (the preset's cosine)
+        ("own", "", {"plain": ("plain", None), "bbn": ("bbn", "cosine")}),
+    ],
+)
+def test_every_genotype_of_a_study_trains_under_the_evaluate_network(network, table, expected):
+    from hls_tune.engine.nas.genotype import Genotype, builtin_genotype
+    from hls_tune.engine.settings import SearchConfig
+    from hls_tune.study.config import parse_study_text
+    from hls_tune.study.trial_attrs import evaluate_train_config
+
+    text = (
+        '[study]\nname = "p"\n[data]\ndataset = "digits"\n'
+        f'[evaluate]\nnetwork = "{network}"\n' + table
+    )
+    settings = parse_study_text(text).evaluate
+    config = SearchConfig(method="hls")  # the paper-reading preset: cosine μ
+    plain = builtin_genotype("darts_v2")
+    genotypes = {"plain": plain, "bbn": Genotype.from_dict(plain.to_dict() | BBN_GENOTYPE_HEADS)}
+    for kind, genotype in genotypes.items():
+        train = evaluate_train_config(config, genotype, settings, 0)
+        want_network, want_form = expected[kind]
+        assert train.network == want_network
+        if want_form is not None:
+            assert train.mixing.form == want_form
+
+
+def test_the_default_evaluate_network_is_plain():
+    from hls_tune.study.config import parse_study_text
+
+    text = '[study]\nname = "p"\n[data]\ndataset = "digits"\n[evaluate]\n'
+    assert parse_study_text(text).evaluate.network == "plain"
