@@ -125,9 +125,18 @@ def test_export_py_imports_in_plain_python_and_every_genotype_round_trips(tmp_pa
         assert Genotype.from_dict(record["genotype"]) == stored  # the JSON keeps heads too
         names_by_study[study_name] = name
     assert len(set(names_by_study.values())) == 2, names_by_study
-    # The module trains as it is, as a genotypes.py with --name.
+    # The module trains as it is (its own head cells: --network own), as a genotypes.py
+    # with --name.
     result = hls_tune(
-        "train", str(module_file), "--name", name, *TRAIN_TINY, "--out", str(tmp_path / "run")
+        "train",
+        str(module_file),
+        "--name",
+        name,
+        "--network",
+        "own",
+        *TRAIN_TINY,
+        "--out",
+        str(tmp_path / "run"),
     )
     assert result.returncode == 0, result.stderr
     assert "BBN network" in result.stderr
