@@ -5,6 +5,8 @@ traceback; every line that may hold a storage URL is redacted.
 """
 
 import json
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,20 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings as the command line shows them: one line, no file or source line."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=file if file is not None else sys.stderr, flush=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.showwarning = _one_line_warning
     cli(prog_name="hls-tune")

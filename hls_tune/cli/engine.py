@@ -1,6 +1,7 @@
 """`hls-tune search`, `train` and `inspect`: the engine without a study storage."""
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -288,11 +289,14 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     from hls_tune.engine.settings import DataConfig
 
     cells = engine.load_genotype(genotype, name)  # a bad genotype stops here, before any data
-    data = DataConfig()
+    data, source = DataConfig(), "the default digits data"
     if study_file is not None:
         from hls_tune.study.config import load_study_file
 
         data = load_study_file(study_file).default_config().data
+        source = f"--study-file {study_file}"
+    elif (recorded := _record_data(genotype)) is not None:
+        data, source = recorded
     data_keys = (
         "dataset",
         "root",
@@ -305,8 +309,10 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
         "val_fraction",
         "download",
     )
-    overrides = {k: options.pop(k) for k in data_keys}
-    data = dataclasses.replace(data, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k in data_keys if (v := options.pop(k)) is not None}
+    data = dataclasses.replace(data, **overrides)
+    flags = ", ".join(f"--{k.replace('_', '-')}" for k in overrides)
+    data_line = f"data: {source}" + (f", overridden by {flags}" if flags else "")
     network = options.pop("network")
     if network == "own":
         network = "bbn" if cells.is_bbn else "plain"
@@ -317,7 +323,12 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
 
         check_output_dir("--out", out)  # before training, not after the first epoch
     config = engine.TrainConfig(data=data, network=network, mixing=mixing, **options)
-    prepared = prepare_data(config.data)  # data errors surface before training starts
+    with warnings.catch_warnings(record=True) as caught:  # said after the data line
+        warnings.simplefilter("always")
+        prepared = prepare_data(config.data)  # data errors surface before training starts
+    click.echo(data_line, err=True)  # after the checks: bad input stays one line
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     crop, flip, cutout = config.augmentation(prepared.image_size)
     click.echo(
         f"train: {'BBN' if config.bbn else 'plain'} network of {_genotype_label(genotype, name)}"
@@ -341,6 +352,31 @@ def train(genotype: str, name: str | None, study_file: Path | None, **options: A
     )
     if out is not None:
         click.echo(f"wrote {out / 'metrics.json'} and {out / engine.CHECKPOINT_NAME}")
+
+
+def _record_data(spec: str) -> tuple[Any, str] | None:
+    """The data settings stored in a record written by `hls-tune export` (its trial's
+    config), with a description of where they come from; None for any other genotype."""
+    path = Path(spec)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    import json
+
+    from hls_tune.engine.checks import build_dataclass
+    from hls_tune.engine.safe_io import open_regular
+    from hls_tune.engine.settings import DataConfig
+
+    try:
+        with open_regular(path, "genotype file") as handle:
+            record = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+        return None  # load_genotype read it as a genotype; it holds no record to use
+    config = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        return None
+    data = build_dataclass(DataConfig, config["data"], prefix=f"{path.name}: config.data.")
+    where = f"study {record.get('study')!r}, trial {record.get('trial')}"
+    return data, f"the exported record {path.name} ({where})"
 
 
 # (in_channels, classes, image side) of the datasets the discrete network is sized for.

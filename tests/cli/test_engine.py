@@ -218,3 +218,51 @@ def test_train_trains_plain_by_default_and_a_bbn_genotype_as_bbn_when_asked(
         metrics = _load(out)["metrics"]
         assert (metrics["network"], metrics["config"]["network"]) == (network, network)
         assert f"train: {'BBN' if network == 'bbn' else 'plain'} network" in ran.stderr
+
+
+@pytest.mark.slow
+def test_train_takes_the_data_of_an_exported_record_and_flags_override_it(tmp_path: Path):
+    """A record written by `hls-tune export` holds its trial's data settings: `train` uses
+    them (the first line says so), a flag overrides one of them, and no raw Python warning
+    reaches the terminal."""
+    import dataclasses
+
+    from hls_tune.engine.nas.genotype import builtin_genotype
+    from hls_tune.engine.settings import DataConfig
+
+    data = DataConfig(max_per_class=60, val_per_class=7, imbalance_ratio=10)
+    record = {
+        "study": "s",
+        "trial": 3,
+        "config": {"data": dataclasses.asdict(data)},
+        "genotype": builtin_genotype("darts_v2").to_dict(),
+    }
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    tiny = ["--epochs", "1", "--channels", "4", "--layers", "3", "--device", "cpu"]
+    ran = hls_tune("train", str(path), *tiny, "--out", str(tmp_path / "a"), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    first = ran.stderr.splitlines()[0]
+    assert first == "data: the exported record best.json (study 's', trial 3)"
+    metrics = _load(tmp_path / "a")["metrics"]
+    assert metrics["val_class_counts"] == [7] * 10  # the record's validation set
+    assert metrics["config"]["data"]["max_per_class"] == 60
+    flagged = hls_tune(
+        "train", str(path), *tiny, "--imbalance-ratio", "5", "--out", str(tmp_path / "b")
+    )
+    assert flagged.returncode == 0, flagged.stderr
+    assert flagged.stderr.splitlines()[0].endswith(", overridden by --imbalance-ratio")
+    assert _load(tmp_path / "b")["metrics"]["config"]["data"]["imbalance_ratio"] == 5
+
+
+@pytest.mark.slow
+def test_a_python_warning_is_one_line_without_a_file_path(tmp_path: Path):
+    # The default digits data: the head class keeps all its images, so its validation
+    # images fall back to the long-tailed split, with a warning.
+    tiny = ["--epochs", "1", "--channels", "4", "--layers", "3", "--device", "cpu"]
+    ran = hls_tune("train", "darts_v2", *tiny, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.splitlines()[0] == "data: the default digits data"
+    warnings = [line for line in ran.stderr.splitlines() if "val_per_class" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: data.val_per_class=50")
+    assert "UserWarning" not in ran.stderr and ".py:" not in ran.stderr
