@@ -61,7 +61,13 @@ def export(
     from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.export import export_study
     from hls_tune.study.storage import open_storage
-    from hls_tune.study.study import foreign_note, load_study, own_trials
+    from hls_tune.study.study import (
+        foreign_note,
+        load_study,
+        own_trials,
+        ranked_trials,
+        trial_genotype,
+    )
 
     check_output_dir("--out", out)
     url = _storage_url(storage)
@@ -69,6 +75,14 @@ def export(
     loaded = load_study(url, study_name, storage=open_storage(url, read_only=True))
     for item in export_study(loaded, top_k=top_k, out=out, fmt=fmt, force=force, pareto=pareto):
         click.echo(f"{'wrote' if item.written else 'unchanged'} {item.path}")
+    if not pareto:
+        found = [t for t in ranked_trials(loaded.study, top_k) if trial_genotype(t) is not None]
+        if len(found) < top_k:
+            click.echo(
+                f"--top-k {top_k}: the study has {len(found)} complete trial"
+                f"{'' if len(found) == 1 else 's'} with a genotype; exported {len(found)}.",
+                err=True,
+            )
     ignored = foreign_note(own_trials(loaded.study)[1])
     if ignored:
         click.echo(ignored, err=True)
@@ -138,7 +152,11 @@ def report(
     from hls_tune.engine.safe_io import check_output_dir
     from hls_tune.study.report import write_report
     from hls_tune.study.storage import open_storage
-    from hls_tune.study.study import foreign_note, load_study, own_trials
+    from hls_tune.study.study import (
+        foreign_note,
+        load_study,
+        own_trials,
+    )
 
     check_output_dir("--out", out)
     url = _storage_url(storage)

@@ -262,7 +262,10 @@ def demo(directory: Path, workers: int, evaluate: bool) -> None:
     click.echo("next:")
     click.echo(f"  hls-tune study show --study {name} --storage {url}")
     click.echo(f"  hls-tune dashboard --storage {url} --artifacts {directory / 'artifacts'}")
-    click.echo(f"  hls-tune report --study {name} --storage {url} --out {directory / 'report'}")
+    click.echo(
+        f"  hls-tune report --study {name} --storage {url} "
+        f"--artifacts {directory / 'artifacts'} --out {directory / 'report'}"
+    )
     click.echo(f"  hls-tune export --study {name} --storage {url} --top-k 3 --out genotypes/")
 
 

@@ -10,7 +10,7 @@ import optuna
 
 from hls_tune import engine
 from hls_tune.engine.results import EpochMetrics, SearchResult
-from hls_tune.engine.schedules import MixingRatio
+from hls_tune.engine.schedules import ALPHA_GROUPS, LEVELS, SHAPES, MixingRatio, level_key
 from hls_tune.study import optuna_internals
 from hls_tune.study.config import EvaluateSettings
 from hls_tune.study.study import CONFIG_ATTR, GENOTYPE_ATTR, HISTORY_ATTR, METRICS_ATTR, SOURCE_ATTR
@@ -50,6 +50,21 @@ def _rounded(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
 
+def followed_b2_attrs(config: engine.SearchConfig) -> dict[str, float]:
+    """The second breakpoint of every level some α group follows and whose shape reads it
+    (``backbone_alpha_lr_b2``: the study samples its span, a person reads b2); none for
+    the methods with one constant α rate."""
+    if config.method != "hls" or config.schedule is None:
+        return {}
+    schedule = config.schedule
+    levels = sorted({schedule.level(g) for g in ALPHA_GROUPS}, key=LEVELS.index)
+    return {
+        level_key(level, "b2"): _rounded(getattr(schedule, level).b2)
+        for level in levels
+        if "b2" in SHAPES[getattr(schedule, level).shape].reads
+    }
+
+
 def glance_attrs(result: SearchResult) -> dict[str, Any]:
     """The user attributes of a complete trial: what a person reads at a glance."""
     metrics = result.metrics()
@@ -67,7 +82,7 @@ def glance_attrs(result: SearchResult) -> dict[str, Any]:
     # measurements `compare` ranks and sums: kept to the bit
     attrs["supernet_val_balanced_accuracy"] = result.val_balanced_accuracy
     attrs["search_seconds"] = result.seconds
-    attrs["alpha_lr_b2"] = _rounded(result.config.schedule.shared.b2)
+    attrs |= followed_b2_attrs(result.config)
     if result.source is not None:  # adapt_head: which shared source supernet, built here?
         attrs["source_supernet"] = {
             k: v for k, v in result.source.items() if k in ("key", "built", "epochs", "seconds")

@@ -75,3 +75,29 @@ def test_the_compare_command_prints_the_table_tau_and_json(tmp_path):
     )
     assert data["supernet_vs_architecture"]["tau_b"] == pytest.approx(0.6)
     assert data["balanced_vs_longtail"] is None
+
+
+@pytest.mark.slow
+def test_export_says_when_the_study_has_fewer_trials_than_top_k(tmp_path_factory, tmp_path):
+    from tests.support.report_study import N_TRIALS, STUDY_NAME, finished_study
+
+    study = finished_study(tmp_path_factory)
+    complete = [
+        t
+        for t in optuna.load_study(study_name=STUDY_NAME, storage=study.url).get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    asked = N_TRIALS + 1
+    out = tmp_path / "genotypes"
+    args = ("export", "--study", STUDY_NAME, "--storage", study.url, "--out", str(out))
+    result = hls_tune(*args, "--top-k", str(asked))
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("tiny-trial*.json"))) == len(complete)  # plus best.json
+    s = "" if len(complete) == 1 else "s"
+    assert (
+        f"--top-k {asked}: the study has {len(complete)} complete trial{s} with a genotype; "
+        f"exported {len(complete)}." in result.stderr
+    )
+    # as many as asked for: nothing to say
+    enough = hls_tune(*args, "--top-k", "1", "--force")
+    assert enough.returncode == 0 and "--top-k" not in enough.stderr

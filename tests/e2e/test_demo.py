@@ -77,3 +77,6 @@ def test_the_demo_runs_its_study_and_exports_the_best_genotype(tmp_path):
     shown = hls_tune(*shlex.split(show)[1:], cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "digits-lt-demo" in shown.stdout
+    # The printed report command finds the trials' figures: it names the artifacts.
+    report = next(line for line in result.stdout.splitlines() if "hls-tune report" in line)
+    assert "--artifacts hls-tune-demo/artifacts" in report

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hls_tune.engine.schedules import LEVELS, level_key
 from hls_tune.study.report import _curves_figure
 from hls_tune.study.study import (
     CONFIG_ATTR,
@@ -32,7 +33,8 @@ GLANCE_KEYS = {
     "epochs_run",
     "shot_accuracy",
     "search_seconds",
-    "alpha_lr_b2",
+    # the second breakpoint of each followed level whose shape reads it
+    *(level_key(level, "b2") for level in LEVELS),
     "supernet_val_balanced_accuracy",
 }
 # A row of `optuna trials` for a trial of the tiny study was 3,477 characters when the study

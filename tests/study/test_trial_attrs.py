@@ -80,3 +80,27 @@ def test_the_default_evaluate_network_is_plain():
 
     text = '[study]\nname = "p"\n[data]\ndataset = "digits"\n[evaluate]\n'
     assert parse_study_text(text).evaluate.network == "plain"
+
+
+def test_a_trial_records_the_second_breakpoint_of_each_level_a_group_follows():
+    """b2 of the levels some α group follows and whose shape reads it, under that level's
+    key; never the shared level's b2 when no group follows it."""
+    from hls_tune.engine.schedules import PAPER_READING, HLSSchedule, LevelSchedule
+    from hls_tune.engine.settings import SearchConfig
+    from hls_tune.study.trial_attrs import followed_b2_attrs
+
+    # the preset: backbone cosine (reads b2 = 1), heads constant (read none)
+    assert followed_b2_attrs(SearchConfig(method="hls", schedule=PAPER_READING)) == {
+        "backbone_alpha_lr_b2": 1.0
+    }
+    untied = HLSSchedule(
+        shared=LevelSchedule("linear", b1=0.1, b2=0.4),
+        head_rebalancing=LevelSchedule("cosine", b1=0.2, b2=0.9),
+    )
+    assert followed_b2_attrs(SearchConfig(method="hls", schedule=untied)) == {
+        "alpha_lr_b2": 0.4,
+        "head_rebalancing_alpha_lr_b2": 0.9,
+    }
+    step = HLSSchedule(shared=LevelSchedule("step", b1=0.5))  # a step reads no b2
+    assert followed_b2_attrs(SearchConfig(method="hls", schedule=step)) == {}
+    assert followed_b2_attrs(SearchConfig(method="darts")) == {}  # one constant α rate
