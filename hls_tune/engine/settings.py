@@ -21,7 +21,6 @@ SOURCE_DATASETS = ("balanced", "digits", "cifar10", "cifar100", "imagefolder")
 # re-weighted loss, or every weight (fine-tuning) with CE or the re-weighted loss.
 ADAPT_MODES = ("none", "head_ce", "head_reweight", "finetune", "finetune_reweight")
 AMP_MODES = ("auto", "bf16", "off")
-DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 VAL_SOURCES = ("unused_balanced", "longtail_split")  # = hls_tune.engine.data.VAL_SOURCES
 
 
@@ -382,9 +381,7 @@ class TrainConfig:
             raise ConfigError(
                 f"bbn_joint_batch must be a boolean but got {self.bbn_joint_batch!r}."
             )
-        device = str(self.device)
-        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-            raise ConfigError(f"device must be {DEVICES_HELP} but got {device!r}.")
+        check_device("device", self.device)
 
     @property
     def bbn(self) -> bool:
