@@ -37,6 +37,7 @@ from hls_tune.engine.progress import RunProgress
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.errors import HlsTuneError, NonFiniteLossError, SearchInterrupted
 from hls_tune.study.config import TRAINING_SETS, StudyFile
+from hls_tune.study.optuna_internals import set_trial_system_attr
 from hls_tune.study.space import suggest
 from hls_tune.study.study import (
     CONFIG_ATTR,
@@ -52,7 +53,6 @@ from hls_tune.study.trial_attrs import (
     glance_attrs,
     history_attrs,
     result_system_attrs,
-    set_system_attr,
 )
 
 FAIL_REASON_ATTR = "fail_reason"
@@ -164,13 +164,13 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         if self.on_start is not None:
             self.on_start(trial.number)
-        set_system_attr(trial, OWN_TRIAL_ATTR, True)
+        set_trial_system_attr(trial, OWN_TRIAL_ATTR, True)
         if trial.user_attrs.get(FAIL_REASON_ATTR) is not None:
             trial.set_user_attr(FAIL_REASON_ATTR, None)  # inherited from the retried original
         config, _ = suggest(trial, self.study_file)
         if self.device is not None:
             config = dataclasses.replace(config, device=self.device)
-        set_system_attr(trial, CONFIG_ATTR, config.to_dict())
+        set_trial_system_attr(trial, CONFIG_ATTR, config.to_dict())
         data = prepare_data(config.data)
         history: list[EpochMetrics] = []
         shown = self.progress(trial.number, config.total_epochs) if self.progress else None
@@ -205,8 +205,8 @@ class Objective:
         if result.resumed_from_epoch is not None:
             trial.set_user_attr(RESUMED_ATTR, result.resumed_from_epoch)
         if result.stopped_early:
-            set_system_attr(trial, HISTORY_ATTR, history_attrs(result.history))
-            set_system_attr(trial, GENOTYPE_ATTR, result.genotype.to_dict())
+            set_trial_system_attr(trial, HISTORY_ATTR, history_attrs(result.history))
+            set_trial_system_attr(trial, GENOTYPE_ATTR, result.genotype.to_dict())
             trial.set_user_attr("epochs_run", len(result.history))
             if checkpoint is not None:
                 checkpoint.unlink(missing_ok=True)
@@ -254,7 +254,7 @@ class Objective:
         """What a finished search leaves on its trial: the settings, genotype, metrics and
         curves as system attributes, what a person reads at a glance as user attributes."""
         for key, value in result_system_attrs(result).items():
-            set_system_attr(trial, key, value)
+            set_trial_system_attr(trial, key, value)
         for key, value in glance_attrs(result).items():
             trial.set_user_attr(key, value)
 
@@ -281,7 +281,7 @@ class Objective:
                 trial, config, data, result, eval_dir, curves
             )
         except _EvaluationPruned as pruned:
-            set_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
+            set_trial_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
             self._remove_checkpoints(checkpoint, eval_dir)
             reason = (
                 f"pruned at evaluation epoch {pruned.epoch} (the {pruned.trains_on} training, "
@@ -299,7 +299,7 @@ class Objective:
             message = f"evaluation {str(exc).removeprefix('search ')} by a signal"
             trial.set_user_attr(FAIL_REASON_ATTR, f"{message}; handed back for a retry")
             raise
-        set_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
+        set_trial_system_attr(trial, EVALUATION_HISTORY_ATTR, curves)
         attrs = evaluation_attrs(runs)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -418,4 +418,4 @@ class Objective:
     @staticmethod
     def _record_failure(trial: optuna.Trial, reason: str, history: list[EpochMetrics]) -> None:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        set_system_attr(trial, HISTORY_ATTR, history_attrs(history))
+        set_trial_system_attr(trial, HISTORY_ATTR, history_attrs(history))

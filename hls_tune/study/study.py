@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hls_tune.errors import ConfigError, HlsTuneError, did_you_mean
 from hls_tune.study import optuna_internals
 from hls_tune.study.config import StudyFile, parse_study_text
+from hls_tune.study.optuna_internals import study_system_attrs
 from hls_tune.study.space import grid_search_space, paper_reading_params
 from hls_tune.study.storage import describe, open_storage
 
@@ -194,7 +195,7 @@ def create_study(url: str, study_file: StudyFile, name: str | None = None) -> tu
     storage = open_storage(url, create=True)
     if name in study_names(storage):
         existing = optuna.load_study(study_name=name, storage=storage)
-        stored_attrs = study_system_attrs(existing) | existing.user_attrs
+        stored_attrs = study_system_attrs(existing)
         stored = stored_attrs.get(STUDY_FILE_ATTR)
         if stored_attrs.get(STUDY_HASH_ATTR) == study_file.sha256:
             if stored_attrs.get(QUEUE_COMPLETE_ATTR, True):
@@ -264,11 +265,6 @@ def _queue(study: optuna.Study, study_file: StudyFile) -> None:
         have = 1
     queue_budget(study, max(0, study_file.study.n_trials - have))
     storage.set_study_system_attr(optuna_internals.study_id(study), QUEUE_COMPLETE_ATTR, True)
-
-
-def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
-    """The study's system attributes (Optuna keeps no public accessor for them)."""
-    return optuna_internals.study_system_attrs(study)
 
 
 def stored_study_text(study: optuna.Study) -> str | None:

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
-
 from hls_tune import engine
 from hls_tune.engine.results import EpochMetrics, SearchResult
 from hls_tune.engine.schedules import ALPHA_GROUPS, LEVELS, SHAPES, MixingRatio, level_key
-from hls_tune.study import optuna_internals
 from hls_tune.study.config import EvaluateSettings
 from hls_tune.study.study import CONFIG_ATTR, GENOTYPE_ATTR, HISTORY_ATTR, METRICS_ATTR, SOURCE_ATTR
-
-
-def set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
-    """Stores a system attribute on a running trial (Optuna has no public setter)."""
-    optuna_internals.set_trial_system_attr(trial, key, value)
 
 
 def history_attrs(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, Any]:
