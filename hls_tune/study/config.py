@@ -198,9 +198,9 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         evaluate=evaluate,
     )
-    study_file.default_config()  # the fixed values must combine into a valid config
+    base = study_file.default_config()  # the fixed values must combine into a valid config
     _check_levels(study_file)
-    _check_pruner_axis(study_file)
+    _check_pruner_axis(study_file, base)
     if study.sampler.type == "grid":
         for spec in study_file.sampled().values():
             if spec.kind != "choice":
@@ -211,7 +211,7 @@ def parse_study_text(text: str, *, source: str = "<study file>") -> StudyFile:
     return study_file
 
 
-def _check_pruner_axis(study_file: StudyFile) -> None:
+def _check_pruner_axis(study_file: StudyFile, base: SearchConfig) -> None:
     """Refuses a pruner whose steps would mean different things in different trials.
 
     With objective = "supernet" step s is search epoch s of the trial's run
@@ -225,7 +225,6 @@ def _check_pruner_axis(study_file: StudyFile) -> None:
         return
     if settings.objective == "architecture":
         return
-    base = study_file.default_config()
     for name, spec in study_file.sampled().items():
         values = spec.choices if spec.kind == "choice" else (spec.low, spec.high)
         totals = set()

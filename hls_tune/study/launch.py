@@ -166,7 +166,7 @@ def launch(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    launcher.say_progress(force=False)
+    launcher.say_progress()
     if launcher.signum:
         return 128 + launcher.signum
     return launcher.status
@@ -245,7 +245,7 @@ class _Launcher:
                 return
             if time.monotonic() - last_poll >= poll_seconds:
                 last_poll = time.monotonic()
-                self.say_progress(force=False, every=10 * poll_seconds)
+                self.say_progress(every=10 * poll_seconds)
 
     def ended(self, i: int, code: int, max_restarts: int) -> None:
         """Slot `i`'s worker exited with `code`: hand back its trial, restart it or say why
@@ -280,10 +280,10 @@ class _Launcher:
                 return
             time.sleep(0.2)
 
-    def say_progress(self, *, force: bool, every: float | None = None) -> None:
+    def say_progress(self, *, every: float | None = None) -> None:
         """The progress line, when it changed (or `every` seconds passed since the last)."""
         line = progress_line(self.study, self.budget)
         stale = every is not None and time.monotonic() - self.last_said >= every
-        if force or line != self.last_line or stale:
+        if line != self.last_line or stale:
             self.say(line)
             self.last_line, self.last_said = line, time.monotonic()
