@@ -17,9 +17,11 @@ from typing import Any
 
 import optuna
 
+from hls_tune.engine.checks import build_dataclass
 from hls_tune.engine.nas.darts_format import darts_python_module, parse_darts_python
 from hls_tune.engine.nas.genotype import Genotype, darts_identifier
-from hls_tune.engine.safe_io import atomic_write_text
+from hls_tune.engine.safe_io import atomic_write_text, open_regular
+from hls_tune.engine.settings import DataConfig
 from hls_tune.errors import ConfigError, HlsTuneError
 from hls_tune.study.objective import safe_name
 from hls_tune.study.study import (
@@ -221,3 +223,22 @@ def export_study(
         atomic_write_text(path, text, force=force)
         results.append(ExportedFile(path, written=True))
     return results
+
+
+def exported_data(spec: str) -> tuple[DataConfig, str] | None:
+    """The data settings stored in a record written by `export_study` (its trial's
+    config), with a description of where they come from; None for any other genotype."""
+    path = Path(spec)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        with open_regular(path, "genotype file") as handle:
+            record = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+        return None  # load_genotype read it as a genotype; it holds no record to use
+    config = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        return None
+    data = build_dataclass(DataConfig, config["data"], prefix=f"{path.name}: config.data.")
+    where = f"study {record.get('study')!r}, trial {record.get('trial')}"
+    return data, f"the exported record {path.name} ({where})"
