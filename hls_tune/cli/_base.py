@@ -15,6 +15,7 @@ import click
 
 from hls_tune.engine.safe_io import atomic_write_text
 from hls_tune.errors import ConfigError, HlsTuneError
+from hls_tune.study.worker_options import DEFAULT_CHECKPOINT_DIR
 
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
@@ -172,7 +173,7 @@ def checkpoint_dir_option(func: Callable) -> Callable:
     """`--checkpoint-dir` (or HLS_TUNE_CHECKPOINT_DIR) of `worker` and `launch`."""
     return click.option(
         "--checkpoint-dir",
-        default="checkpoints",
+        default=DEFAULT_CHECKPOINT_DIR,
         show_default=True,
         envvar="HLS_TUNE_CHECKPOINT_DIR",
         help="Per-trial checkpoints, shared by all workers of the study (a retry resumes "

@@ -18,6 +18,7 @@ from hls_tune.cli._base import (
     warn_if_exposed,
 )
 from hls_tune.errors import ConfigError, HlsTuneError
+from hls_tune.study.worker_options import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_MAX_RETRIES
 
 
 @cli.command()
@@ -42,7 +43,7 @@ from hls_tune.errors import ConfigError, HlsTuneError
 @click.option(
     "--heartbeat-interval",
     type=click.IntRange(min=1),
-    default=30,
+    default=DEFAULT_HEARTBEAT_INTERVAL_S,
     show_default=True,
     envvar="HLS_TUNE_HEARTBEAT_INTERVAL",
     help="Seconds between heartbeats of the running trial (SQLite, PostgreSQL).",
@@ -58,7 +59,7 @@ from hls_tune.errors import ConfigError, HlsTuneError
 @click.option(
     "--max-retries",
     type=click.IntRange(min=0),
-    default=3,
+    default=DEFAULT_MAX_RETRIES,
     show_default=True,
     help="How often a dead or interrupted trial is re-queued.",
 )

@@ -19,10 +19,10 @@ from optuna.storages import BaseStorage
 
 from hls_tune.study.optuna_internals import BaseHeartbeat
 from hls_tune.study.storage import redact
+from hls_tune.study.worker_options import DEFAULT_MAX_WAIT_S
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_WAIT_S = 600.0
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 15.0
 

@@ -12,7 +12,6 @@ import time
 import warnings
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -24,13 +23,17 @@ from hls_tune.engine.threads import ThreadBudget
 from hls_tune.errors import NonFiniteLossError, SearchInterrupted
 from hls_tune.study import optuna_internals
 from hls_tune.study.objective import FAIL_REASON_ATTR, Objective, TrialOutOfMemory
-from hls_tune.study.resilient import DEFAULT_MAX_WAIT_S, RetryingStorage
+from hls_tune.study.resilient import RetryingStorage
 from hls_tune.study.storage import open_storage, redact
 from hls_tune.study.study import RETRIED_FROM_ATTR, load_study, trials_done, work_left
+from hls_tune.study.worker_options import (  # noqa: F401  (the worker's options, re-exported)
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WAIT_S,
+    WorkerOptions,
+)
 
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
-DEFAULT_HEARTBEAT_INTERVAL_S = 30
-DEFAULT_MAX_RETRIES = 3
 # Set by `hls-tune launch` for each worker it starts; the worker stores it on every trial it
 # runs, so that the launcher can hand back the trial of a worker that died (journal and gRPC
 # storages have no heartbeat to do it).
@@ -169,60 +172,6 @@ def _hand_back(study: optuna.Study, trial_number: int, max_retries: int) -> bool
         frozen = storage.get_trial(optuna_internals.trial_id(frozen))
     retry_callback(max_retries)(study, frozen)
     return len(study.get_trials(deepcopy=False)) > len(trials)
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker runs trials; one record for the `worker` command, `run_worker` and the
-    launcher's command builder (`argv`), so an option is declared once.
-
-    Args:
-        n_trials: at most this many trials from this worker (None: until the budget is used).
-        device: overrides the study file's device.
-        checkpoint_dir: directory of per-trial checkpoints (shared by all workers).
-        progress: show each trial's progress (a bar inside each epoch on a terminal, one
-            line per epoch in a log).
-        artifacts: directory of the Optuna artifact store the trials' figures go to
-            (shared with the dashboard; None: no artifacts).
-        heartbeat_interval: seconds between heartbeats (None: off); SQLite/PostgreSQL only.
-        grace_period: seconds without a heartbeat before a trial counts as dead
-            (default: 3 × heartbeat_interval).
-        max_retries: how often a dead or interrupted trial is re-queued.
-        storage_wait: seconds a storage call may wait for an unreachable database.
-        threads: torch threads (None: HLS_TUNE_THREADS, else this worker's share of the
-            host's cores among the workers registered there, re-checked between epochs).
-    """
-
-    n_trials: int | None = None
-    device: str | None = None
-    checkpoint_dir: str | Path | None = DEFAULT_CHECKPOINT_DIR
-    progress: bool = True
-    artifacts: str | Path | None = None
-    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S
-    grace_period: int | None = None
-    max_retries: int = DEFAULT_MAX_RETRIES
-    storage_wait: float = DEFAULT_MAX_WAIT_S
-    threads: int | None = None
-
-    def argv(self) -> list[str]:
-        """The `hls-tune worker` options that run a worker with these options."""
-        args: list[str] = []
-        if self.n_trials is not None:
-            args += ["--n-trials", str(self.n_trials)]
-        if self.device is not None:
-            args += ["--device", self.device]
-        if self.checkpoint_dir is not None:
-            args += ["--checkpoint-dir", str(self.checkpoint_dir)]
-        args.append("--progress" if self.progress else "--no-progress")
-        args += ["--artifacts", str(self.artifacts)] if self.artifacts else ["--no-artifacts"]
-        if self.heartbeat_interval is not None:
-            args += ["--heartbeat-interval", str(self.heartbeat_interval)]
-        if self.grace_period is not None:
-            args += ["--grace-period", str(self.grace_period)]
-        args += ["--max-retries", str(self.max_retries)]
-        if self.threads is not None:
-            args += ["--threads", str(self.threads)]
-        return args
 
 
 def run_worker(
